@@ -1,0 +1,163 @@
+"""The seam between the bot and the painter: jobs go in, events come out.
+
+The bot never paints; it submits a `JobRequest` and follows the job's `JobEvent`s. Workers own the
+GPU and run a `Painter`. Two backends implement `JobQueue` with the same behaviour: embedded
+(SQLite + a worker thread, the default) and Redis (arq, `orsay worker` processes). The contract
+tests in tests/ run against both.
+
+Delivery is the bot's half of durability: a job stays in `undelivered()` until the bot calls
+`acknowledge(job_id)` after it has sent the result (or told the user it failed). After a restart
+the bot resumes every undelivered job by following its events again; `events()` always starts by
+replaying the job's current state, so a job that finished while the bot was down yields `done` at
+once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
+
+
+@dataclass
+class StyleChoice:
+    """A gallery painting (`slug`) or an uploaded picture (`image`, encoded bytes)."""
+
+    slug: str | None = None
+    image: bytes | None = None
+    weight: float = 1.0
+
+
+@dataclass
+class JobOptions:
+    size: int = 384  # long side in px, already capped by the operator's ORSAY_MAX_SIZE
+    strength: str = "medium"  # gentle | medium | strong
+    preserve_colors: bool = False
+    quality: str = "balanced"  # fast | balanced | high
+
+
+@dataclass
+class JobRequest:
+    user_id: int
+    chat_id: int
+    content: bytes  # the photo, encoded (JPEG/PNG/...)
+    styles: list[StyleChoice]
+    options: JobOptions = field(default_factory=JobOptions)
+    meta: dict[str, Any] = field(default_factory=dict)  # opaque to the queue (language, msg ids)
+
+
+@dataclass
+class Job:
+    id: str
+    request: JobRequest
+    state: JobState
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = 0
+    error: str | None = None
+    result: bytes | None = None  # encoded image, kept until acknowledged
+
+
+EventKind = Literal["queued", "position", "started", "progress", "done", "failed", "cancelled"]
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    job_id: str
+    kind: EventKind
+    position: int | None = None  # 1-based place in line (queued/position)
+    eta_s: float | None = None
+    scale: int | None = None  # progress: 1-based scale index
+    scales: int | None = None
+    step: int | None = None
+    total: int | None = None
+    fraction: float | None = None  # overall progress in [0, 1]
+    preview: bytes | None = None  # JPEG at the end of a scale
+    result: bytes | None = None  # done: the image (encoded)
+    reason: str | None = None  # failed: a user-safe reason code or message
+    elapsed_s: float | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.kind in ("done", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    queued: int
+    running: int
+    done_today: int
+    failed_today: int
+    mean_wait_s: float | None
+    mean_run_s: float | None
+    workers_alive: int
+
+
+@dataclass(frozen=True)
+class PaintProgress:
+    """What a painter reports to its worker; the worker turns it into a `progress` JobEvent."""
+
+    scale: int
+    scales: int
+    step: int
+    total: int
+    fraction: float
+    eta_s: float | None = None
+    preview: bytes | None = None
+
+
+ProgressCallback = Callable[[PaintProgress], None]
+# A painter turns a request into an encoded image; it must check `cancel` between steps and raise
+# engine.errors.Cancelled when it is set. It runs in a worker thread or process, never on the
+# bot's event loop.
+Painter = Callable[[JobRequest, ProgressCallback, threading.Event], bytes]
+
+
+class QueueError(Exception):
+    """Base of refusals the bot phrases for users."""
+
+
+class TooManyActiveJobs(QueueError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} active jobs per user")
+        self.limit = limit
+
+
+class QueueFull(QueueError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the queue is full ({limit} jobs)")
+        self.limit = limit
+
+
+class QueueUnavailable(QueueError):
+    """The backend (Redis) cannot be reached right now; nothing accepted before is lost."""
+
+
+class JobQueue(Protocol):
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def submit(self, request: JobRequest) -> tuple[str, int]: ...
+    async def position(self, job_id: str) -> int | None: ...
+    async def cancel(self, job_id: str) -> bool: ...
+    def events(self, job_id: str) -> AsyncIterator[JobEvent]: ...
+    async def get(self, job_id: str) -> Job | None: ...
+    async def active_jobs(self, user_id: int) -> list[Job]: ...
+    async def undelivered(self) -> list[Job]: ...
+    async def acknowledge(self, job_id: str) -> None: ...
+    async def forget(self, user_id: int) -> None: ...
+    async def stats(self) -> QueueStats: ...
+    async def healthy(self) -> bool: ...
