@@ -1,0 +1,124 @@
+"""`/healthz` and `/metrics` for `orsay bot` and `orsay worker`, on `ORSAY_METRICS_PORT`.
+
+Docker's HEALTHCHECK and orchestrators poll `/healthz`; Prometheus scrapes `/metrics`. Both run
+on the caller's event loop in a tiny aiohttp app so they cost nothing when nobody asks. The
+health answer comes from a `check()` coroutine the caller supplies (its queue, its worker), so
+this module knows nothing about the queue backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from engine.observability.logs import redact
+
+HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
+CHECK_TIMEOUT_S = 5.0  # Docker's HEALTHCHECK gives up after 10 s by default; answer before that
+
+log = logging.getLogger(__name__)
+
+
+def metrics_port_from_env() -> int | None:
+    """`ORSAY_METRICS_PORT` as an int, or None when unset/empty (health and metrics are off)."""
+    raw = os.environ.get("ORSAY_METRICS_PORT", "").strip()
+    if not raw:
+        return None
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ValueError(f"ORSAY_METRICS_PORT must be a port number, not {raw!r}") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"ORSAY_METRICS_PORT out of range: {port}")
+    return port
+
+
+async def _run_check(check: HealthCheck) -> dict[str, Any]:
+    """A check that raises or hangs is itself a failed health check, with a reason, not a 500."""
+    try:
+        result = await asyncio.wait_for(check(), CHECK_TIMEOUT_S)
+    except TimeoutError:
+        return {"ok": False, "error": f"health check timed out after {CHECK_TIMEOUT_S:g} s"}
+    except Exception as exc:
+        log.warning("health check failed: %s: %s", type(exc).__name__, exc)
+        return {"ok": False, "error": redact(f"{type(exc).__name__}: {exc}")}
+    return dict(result)
+
+
+async def start_health_server(
+    port: int, check: HealthCheck, host: str = "0.0.0.0"
+) -> web.AppRunner:
+    """Serve `GET /healthz` (200 `{"ok": true, …}` or 503 with details) and `GET /metrics`
+    (Prometheus text). Port 0 picks a free port (see `bound_port`). Stop with
+    `await runner.cleanup()`."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        details = await _run_check(check)
+        status = 200 if details.get("ok") is True else 503
+        body = redact(json.dumps(details, default=str, sort_keys=True))
+        return web.Response(status=status, text=body, content_type="application/json")
+
+    async def metrics(_: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(REGISTRY))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)  # a probe every 30 s is not news
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    log.info("health and metrics on http://%s:%d/healthz", host, bound_port(runner))
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The port a started runner listens on (useful after asking for port 0)."""
+    return int(runner.addresses[0][1])
+
+
+def device_status() -> dict[str, Any]:
+    """GPU visible or CPU mode, for workers' health. Imports torch lazily (the bot may not)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return {"device": "cuda", "gpu": torch.cuda.get_device_name(0)}
+    return {"device": "cpu", "gpu": None}
+
+
+def queue_check(
+    queue: Any, *, expect_workers: bool = True, report_device: bool = False
+) -> HealthCheck:
+    """Build a `check()` from a `JobQueue`: ok when `healthy()` and, if `expect_workers`, at least
+    one worker is alive. The details (queue counts, workers, device) help an operator at a glance.
+    """
+
+    async def check() -> dict[str, Any]:
+        details: dict[str, Any] = {}
+        try:
+            reachable = bool(await queue.healthy())
+        except Exception as exc:
+            reachable = False
+            details["error"] = redact(f"{type(exc).__name__}: {exc}")
+        details["queue"] = "ok" if reachable else "unreachable"
+        workers_ok = not expect_workers
+        if reachable:
+            stats = await queue.stats()
+            details.update(
+                queued=stats.queued, running=stats.running, workers_alive=stats.workers_alive
+            )
+            workers_ok = workers_ok or stats.workers_alive > 0
+        if report_device:
+            details.update(device_status())
+        details["ok"] = reachable and workers_ok
+        return details
+
+    return check
