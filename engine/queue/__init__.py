@@ -1,0 +1,106 @@
+"""The job queue between bot and painter. Callers use `open_queue()` and the `JobQueue` seam.
+
+    queue = open_queue(os.environ.get("ORSAY_QUEUE"), painter=painter)
+    await queue.start()
+    job_id, position = await queue.submit(request)
+    async for event in queue.events(job_id): ...
+
+`url` None / "" / "sqlite:///path" is the embedded backend (SQLite + a painter thread in this
+process); "redis://host:port/db" is the Redis backend, where `orsay worker` processes paint.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from engine.queue.limits import QueueLimits
+from engine.queue.seam import (
+    TERMINAL_STATES,
+    Job,
+    JobEvent,
+    JobOptions,
+    JobQueue,
+    JobRequest,
+    JobState,
+    Painter,
+    PaintProgress,
+    ProgressCallback,
+    QueueError,
+    QueueFull,
+    QueueStats,
+    QueueUnavailable,
+    StyleChoice,
+    TooManyActiveJobs,
+)
+
+__all__ = [
+    "TERMINAL_STATES",
+    "Job",
+    "JobEvent",
+    "JobOptions",
+    "JobQueue",
+    "JobRequest",
+    "JobState",
+    "PaintProgress",
+    "Painter",
+    "ProgressCallback",
+    "QueueError",
+    "QueueFull",
+    "QueueLimits",
+    "QueueStats",
+    "QueueUnavailable",
+    "StyleChoice",
+    "TooManyActiveJobs",
+    "open_queue",
+]
+
+DB_NAME = "queue.sqlite3"
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    return float(value) if value else default
+
+
+def open_queue(
+    url: str | None = None,
+    *,
+    painter: Painter | None = None,
+    data_dir: Path | None = None,
+    limits: QueueLimits | None = None,
+    retention_s: float | None = None,
+) -> JobQueue:
+    """The queue `url` names, not started yet (call `await queue.start()`).
+
+    Embedded: the SQLite file is `sqlite:///path` or `<data_dir>/queue.sqlite3`; with a `painter`
+    the queue paints in a thread of this process. Redis: this process only submits and listens;
+    `painter` is ignored (workers bring their own).
+    """
+    if retention_s is None:
+        retention_s = _env_float("ORSAY_RETENTION", 0.0)
+    limits = limits or QueueLimits()
+    url = (url or "").strip()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from engine.queue.redis_backend import RedisQueue
+
+        return RedisQueue(url, limits=limits, retention_s=retention_s)
+    if url and not url.startswith("sqlite://"):
+        raise ValueError(f"unknown queue url {url!r}: use sqlite:///path or redis://host:port/db")
+    from engine.queue.embedded import SqliteQueue
+
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        path = Path(url[len("sqlite:///") :])  # sqlite:///rel/path or sqlite:////abs/path
+    else:
+        if data_dir is None:
+            from engine.paths import data_dir as default_data_dir
+
+            data_dir = default_data_dir()
+        path = Path(data_dir) / DB_NAME
+    return SqliteQueue(
+        path,
+        painter=painter,
+        limits=limits,
+        retention_s=retention_s,
+        shutdown_grace_s=_env_float("ORSAY_SHUTDOWN_GRACE", 30.0),
+    )

@@ -1,0 +1,86 @@
+"""A fast, deterministic painter for queue tests and benches: no torch, the real one's contract.
+
+It walks `scales` x `steps` fake optimizer steps, reports progress after each, sends a tiny JPEG
+preview at the end of every scale, honours cancellation between steps, and returns a small JPEG
+whose colour is derived from the request, so tests can check which job produced which result.
+Content containing `fail_marker` raises a typed engine error (a user error, not retried);
+`error_marker` raises a plain exception (a painter bug); `crash_marker` SIGKILLs the whole process,
+which is how the crash tests simulate a worker dying mid-job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+
+from PIL import Image
+
+from engine.errors import Cancelled, CorruptImage
+from engine.queue.seam import JobRequest, PaintProgress, ProgressCallback
+
+
+def _jpeg(rgb: tuple[int, int, int], size: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), rgb).save(buf, format="JPEG", quality=80)
+    return buf.getvalue()
+
+
+def result_colour(request: JobRequest) -> tuple[int, int, int]:
+    """The colour the stub paints for `request` (tests compare results against it)."""
+    h = hashlib.sha256(request.content)
+    for style in request.styles:
+        h.update((style.slug or "").encode())
+        h.update(style.image or b"")
+    d = h.digest()
+    return d[0], d[1], d[2]
+
+
+@dataclass
+class StubPainter:
+    steps: int = 4
+    scales: int = 2
+    step_s: float = 0.0
+    fail_marker: bytes | None = b"FAIL"
+    error_marker: bytes | None = b"ERROR"
+    crash_marker: bytes | None = b"CRASH"
+    size: int = 16
+
+    def __call__(
+        self, request: JobRequest, progress: ProgressCallback, cancel: threading.Event
+    ) -> bytes:
+        content = request.content
+        if self.crash_marker and self.crash_marker in content:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.fail_marker and self.fail_marker in content:
+            raise CorruptImage("The photo could not be read.")
+        if self.error_marker and self.error_marker in content:
+            raise RuntimeError("stub painter bug")
+        colour = result_colour(request)
+        total = self.steps * self.scales
+        for scale in range(1, self.scales + 1):
+            for step in range(1, self.steps + 1):
+                if cancel.is_set():
+                    raise Cancelled("cancelled")
+                if self.step_s:
+                    time.sleep(self.step_s)
+                done = (scale - 1) * self.steps + step
+                last = step == self.steps
+                progress(
+                    PaintProgress(
+                        scale=scale,
+                        scales=self.scales,
+                        step=step,
+                        total=self.steps,
+                        fraction=done / total,
+                        eta_s=(total - done) * self.step_s,
+                        preview=_jpeg(colour, 8) if last else None,
+                    )
+                )
+        if cancel.is_set():
+            raise Cancelled("cancelled")
+        return _jpeg(colour, self.size)
