@@ -122,3 +122,31 @@ def queue_check(
         return details
 
     return check
+
+
+def probe(timeout_s: float = 8.0) -> int:
+    """Exit status for Docker's HEALTHCHECK: 0 when `/healthz` on `ORSAY_METRICS_PORT` says ok.
+
+    Uses only the standard library so the probe stays cheap to start every 30 s. With the port
+    unset the operator turned health off, so there is nothing to probe: 0 with a note."""
+    import urllib.error
+    import urllib.request
+
+    port = metrics_port_from_env()
+    if port is None:
+        print("ORSAY_METRICS_PORT is not set: health endpoint off, nothing to probe")
+        return 0
+    url = f"http://127.0.0.1:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            print(response.read().decode(errors="replace"))
+            return 0
+    except urllib.error.HTTPError as exc:  # 503: the body says what is wrong
+        print(exc.read().decode(errors="replace"))
+    except OSError as exc:
+        print(f"{url}: {exc}")
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(probe())

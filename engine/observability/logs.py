@@ -16,12 +16,13 @@ import re
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any, TextIO
 from urllib.parse import quote
 
 REDACTED = "[REDACTED]"
 # Telegram bot tokens look like `123456789:AA…` (35 url-safe chars). Scrubbing that shape catches
 # tokens we were not told about (a second bot, a token pasted into an error message).
-_TOKEN_SHAPE = re.compile(r"\b\d{5,}(?::|%3[Aa])[A-Za-z0-9_-]{30,}")
+_TOKEN_SHAPE = re.compile(r"(?<!\d)\d{5,}(?::|%3[Aa])[A-Za-z0-9_-]{30,}")
 _SECRETS: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 
@@ -130,15 +131,47 @@ class LogfmtFormatter(logging.Formatter):
 
 
 _handler: logging.Handler | None = None
+_factory_installed = False
 
 
-def configure_logging(level: str | None = None, secrets: Sequence[str] = ()) -> None:
-    """Route every logger to one redacting logfmt handler on stderr. Safe to call twice.
+def _install_record_factory() -> None:
+    """Scrub message, args and exception text as each record is born, so every handler (ours,
+    a test's caplog, a third-party one) sees the clean record; extras are added later by
+    `makeRecord` and are covered by `RedactingFilter` on our handler."""
+    global _factory_installed
+    if _factory_installed:
+        return
+    base = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:
+            return record  # malformed args: logging itself reports those on emit
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = redact(text)
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _factory_installed = True
+
+
+def configure_logging(
+    level: str | None = None, secrets: Sequence[str] = (), *, stream: TextIO | None = None
+) -> None:
+    """Route every logger to one redacting logfmt handler (stderr unless `stream`). Safe to call
+    twice: the previous Orsay handler is replaced, not duplicated.
 
     `level` defaults to `ORSAY_LOG_LEVEL` or INFO. `TELEGRAM_BOT_TOKEN` from the environment is
     always added to `secrets`, so a worker that never sees the token still cannot leak it."""
     global _handler
     add_secrets([*secrets, os.environ.get("TELEGRAM_BOT_TOKEN", "")])
+    _install_record_factory()
     name = (level or os.environ.get("ORSAY_LOG_LEVEL") or "INFO").upper()
     numeric = logging.getLevelName(name)
     if not isinstance(numeric, int):
@@ -146,7 +179,7 @@ def configure_logging(level: str | None = None, secrets: Sequence[str] = ()) -> 
     root = logging.getLogger()
     if _handler is not None:
         root.removeHandler(_handler)
-    _handler = logging.StreamHandler(sys.stderr)
+    _handler = logging.StreamHandler(stream or sys.stderr)
     _handler.addFilter(RedactingFilter())
     _handler.setFormatter(LogfmtFormatter())
     root.addHandler(_handler)
