@@ -1,0 +1,92 @@
+"""Where the painter runs and in which precision.
+
+Kept apart from the painter so the queue worker can ask "which device?" without importing the
+optimizer loop, and so the CPU bf16 decision is made once per process rather than per request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import sys
+from collections.abc import Iterator
+
+import torch
+
+Precision = str  # "fp32" | "bf16"
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto` prefers cuda > mps > cpu; anything else is handed to torch as is."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """bf16 only pays off on CPUs with native bf16/VNNI-class vector units (AVX512 or AMX).
+
+    Measured on the project's 2-core AVX512 hosts: channels_last + bf16 autocast is ~1.8x faster
+    per VGG forward+backward with gradient cosine 0.999 vs fp32 (see shared/README.md and
+    bench/engine_speed.py), so `auto` picks it there; on older CPUs bf16 is emulated and slower.
+    """
+    capability = torch.backends.cpu.get_cpu_capability()
+    return capability.startswith("AVX512") or "AMX" in capability
+
+
+def pick_precision(requested: str, device: torch.device) -> Precision:
+    """Resolve `auto`: bf16 on CUDA and fast-bf16 CPUs, fp32 elsewhere (MPS bf16 is patchy)."""
+    if requested in ("fp32", "bf16"):
+        return requested
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu" and cpu_has_fast_bf16():
+        return "bf16"
+    return "fp32"
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, precision: Precision) -> Iterator[None]:
+    """Autocast only the network forward; losses and the optimizer stay in fp32."""
+    if precision == "bf16" and device.type in ("cuda", "cpu"):
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            yield
+    else:
+        yield
+
+
+def memory_format(device: torch.device, precision: Precision) -> torch.memory_format:
+    """channels_last is what makes oneDNN/cuDNN bf16 convolutions fast; fp32 CPU gains nothing."""
+    if precision == "bf16" or device.type == "cuda":
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: torch.device) -> dict[str, object]:
+    """CUDA max allocated for GPU runs; otherwise the process's peak RSS (lifetime, not per run)."""
+    if device.type == "cuda":
+        return {"kind": "cuda_max_allocated", "bytes": int(torch.cuda.max_memory_allocated(device))}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scale = 1 if sys.platform == "darwin" else 1024  # Linux reports KiB, macOS bytes
+    return {"kind": "process_peak_rss", "bytes": int(rss * scale)}
+
+
+def is_oom(error: BaseException) -> bool:
+    """torch raises OutOfMemoryError on CUDA; MPS reports a RuntimeError with this text."""
+    oom_type = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    return isinstance(error, oom_type) or "out of memory" in str(error).lower()
+
+
+def free_cache(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

@@ -1,0 +1,187 @@
+"""The Gatys objective: content MSE + style statistics + total variation.
+
+Style statistics are normalized Gram matrices (default) or per-layer mean and covariance, whose
+Wasserstein-2 distance (`style_loss="wasserstein"`) also matches first moments and is less prone
+to washed-out colors. Features come out of the network in whatever precision autocast chose;
+every statistic and loss here is computed in fp32.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from engine.model import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, VGGFeatures
+from engine.options import StylizeOptions
+
+# Per layer, a small dict of tensors: {"gram"} or {"mean", "cov", "cov_sqrt"}.
+Targets = dict[str, dict[str, torch.Tensor]]
+
+# strength -> style weight: log-linear, 10**(STYLE_LOG10_LO + span * strength), content weight 1.
+# strength 0 -> 1e4 (photo barely touched), 0.5 -> 1e6 (Gatys-like balance with normalized
+# Grams and mean content MSE), 1 -> 1e8 (style dominates, content only as a faint layout).
+STYLE_LOG10_LO, STYLE_LOG10_HI = 4.0, 8.0
+# Wasserstein terms are per-channel variances rather than Gram entries (~1/C smaller per entry
+# but summed), so they need a much smaller weight for the same balance.
+WASSERSTEIN_FACTOR = 1e-4
+DEFAULT_TV_WEIGHT = 1.0
+
+
+def strength_to_style_weight(strength: float) -> float:
+    """The one user knob. Clamped to [0, 1]; see STYLE_LOG10_* for the mapping."""
+    s = min(max(float(strength), 0.0), 1.0)
+    return 10.0 ** (STYLE_LOG10_LO + (STYLE_LOG10_HI - STYLE_LOG10_LO) * s)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    content: float
+    style: float
+    tv: float
+    content_layers: tuple[str, ...]
+    style_layers: tuple[str, ...]
+    layer_weights: tuple[float, ...]
+    kind: str = "gram"
+
+    @classmethod
+    def from_options(cls, options: StylizeOptions) -> LossWeights:
+        style_layers = tuple(options.style_layers or DEFAULT_STYLE_LAYERS)
+        layer_weights = tuple(options.style_layer_weights or (1.0,) * len(style_layers))
+        if len(layer_weights) != len(style_layers):
+            raise ValueError("style_layer_weights must have one weight per style layer")
+        style = options.style_weight
+        if style is None:
+            style = strength_to_style_weight(options.strength)
+            if options.style_loss == "wasserstein":
+                style *= WASSERSTEIN_FACTOR
+        return cls(
+            content=1.0 if options.content_weight is None else options.content_weight,
+            style=style,
+            tv=DEFAULT_TV_WEIGHT if options.tv_weight is None else options.tv_weight,
+            content_layers=tuple(options.content_layers or DEFAULT_CONTENT_LAYERS),
+            style_layers=style_layers,
+            layer_weights=layer_weights,
+            kind=options.style_loss,
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "content_weight": self.content,
+            "style_weight": self.style,
+            "tv_weight": self.tv,
+            "content_layers": list(self.content_layers),
+            "style_layers": list(self.style_layers),
+            "style_layer_weights": list(self.layer_weights),
+            "style_loss": self.kind,
+        }
+
+
+def gram(features: torch.Tensor) -> torch.Tensor:
+    """F Fᵀ / (C·H·W) per batch item: normalizing by the size keeps targets comparable across
+    scales, which the coarse-to-fine schedule relies on."""
+    b, c, h, w = features.shape
+    flat = features.float().reshape(b, c, h * w)
+    return flat @ flat.transpose(1, 2) / (c * h * w)
+
+
+def total_variation(image: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between neighbouring pixels (down + right)."""
+    down = image[:, :, 1:, :] - image[:, :, :-1, :]
+    right = image[:, :, :, 1:] - image[:, :, :, :-1]
+    return down.pow(2).mean() + right.pow(2).mean()
+
+
+def _sqrtm(matrix: torch.Tensor) -> torch.Tensor:
+    values, vectors = torch.linalg.eigh(matrix)
+    return vectors @ torch.diag_embed(values.clamp_min(0).sqrt()) @ vectors.transpose(-1, -2)
+
+
+def mean_cov(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    b, c, h, w = features.shape
+    flat = features.float().reshape(b, c, h * w)
+    mean = flat.mean(dim=2, keepdim=True)
+    centered = flat - mean
+    return mean.squeeze(2), centered @ centered.transpose(1, 2) / (h * w)
+
+
+def style_statistics(features: torch.Tensor, kind: str) -> dict[str, torch.Tensor]:
+    if kind == "gram":
+        return {"gram": gram(features)}
+    mean, cov = mean_cov(features)
+    return {"mean": mean, "cov": cov, "cov_sqrt": _sqrtm(cov)}
+
+
+def blend_targets(targets: Sequence[Targets], weights: Sequence[float], kind: str) -> Targets:
+    """Weighted average of several paintings' statistics (weights normalized to sum 1)."""
+    total = float(sum(weights))
+    if total <= 0:
+        raise ValueError("style weights must sum to a positive number")
+    if len(targets) == 1:
+        return targets[0]
+    out: Targets = {}
+    for layer in targets[0]:
+        mixed: dict[str, torch.Tensor] = {}
+        for key in targets[0][layer]:
+            if key != "cov_sqrt":
+                parts = [(w / total) * t[layer][key] for t, w in zip(targets, weights, strict=True)]
+                mixed[key] = torch.stack(parts).sum(0)
+        if kind != "gram":
+            mixed["cov_sqrt"] = _sqrtm(mixed["cov"])
+        out[layer] = mixed
+    return out
+
+
+def style_layer_loss(features: torch.Tensor, target: Mapping[str, torch.Tensor], kind: str):
+    if kind == "gram":
+        return F.mse_loss(gram(features), target["gram"].expand(features.shape[0], -1, -1))
+    # W2² between Gaussians: |μ-μs|² + tr C + tr Cs − 2 tr (Cs^½ C Cs^½)^½, per channel.
+    mean, cov = mean_cov(features)
+    root = target["cov_sqrt"]
+    inner = root @ cov @ root
+    eig = torch.linalg.eigvalsh((inner + inner.transpose(-1, -2)) / 2).clamp_min(1e-8)
+    trace = cov.diagonal(dim1=-2, dim2=-1).sum(-1) + target["cov"].diagonal().sum()
+    w2 = (mean - target["mean"]).pow(2).sum(-1) + trace - 2 * eig.sqrt().sum(-1)
+    return w2.mean() / cov.shape[-1]
+
+
+class GatysLoss:
+    """Binds an extractor, content features and blended style targets to one weighted objective."""
+
+    def __init__(
+        self,
+        net: VGGFeatures,
+        weights: LossWeights,
+        content_features: dict[str, torch.Tensor],
+        style_targets: Targets,
+    ) -> None:
+        self.net, self.w = net, weights
+        self.content = {k: v.detach().float() for k, v in content_features.items()}
+        self.style = style_targets
+        self.layers = tuple(dict.fromkeys(weights.content_layers + weights.style_layers))
+
+    def parts(
+        self, image: torch.Tensor, features: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        w = self.w
+        content = sum(
+            (F.mse_loss(features[n].float(), self.content[n]) for n in w.content_layers),
+            torch.zeros((), device=image.device),
+        )
+        style = sum(
+            (
+                lw * style_layer_loss(features[n], self.style[n], w.kind)
+                for n, lw in zip(w.style_layers, w.layer_weights, strict=True)
+            ),
+            torch.zeros((), device=image.device),
+        )
+        tv = total_variation(image.float())
+        total = w.content * content + w.style * style + w.tv * tv
+        return {"content": content, "style": style, "tv": tv, "total": total}
+
+
+def finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
