@@ -1,0 +1,80 @@
+"""Root fixtures every test package shares: the read-only ../shared data and throwaway weights.
+
+Tests that need ../shared fail (never skip) when it is missing, so a CI box without the data
+cannot report a green run that exercised nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RANDOM_WEIGHTS_SEED = 1234
+VGG_CONFIGS = {"vgg19": "E", "vgg16": "D"}
+
+
+def _shared_path() -> Path:
+    return Path(os.environ.get("ORSAY_SHARED") or REPO_ROOT.parent / "shared").resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The shared data folder (env ORSAY_SHARED, else <repo>/../shared); fails loudly if absent."""
+    path = _shared_path()
+    if not (path / "artworks").is_dir() or not (path / "photos").is_dir():
+        pytest.fail(
+            f"shared test data not found at {path} (needs artworks/ and photos/). "
+            "Set ORSAY_SHARED or place the shared folder next to the repository.",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_weights_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[[str], Path]:
+    """Save a seeded random `vgg19|vgg16().features` state_dict once per session per model.
+
+    Unlike `--weights random`, this goes through the state_dict loading path (file, keys,
+    shapes) the way a real weights file does."""
+    made: dict[str, Path] = {}
+
+    def make(model: str = "vgg19") -> Path:
+        if model not in made:
+            import torch  # local: tests that never ask for weights don't pay for torch
+            from torchvision.models.vgg import cfgs, make_layers
+
+            # Only the conv stack, initialised like torchvision's VGG.__init__ does: building
+            # the whole vgg19() would spend ~3 s initialising a classifier we throw away.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(RANDOM_WEIGHTS_SEED)
+                features = make_layers(cfgs[VGG_CONFIGS[model]])
+                for layer in features:
+                    if isinstance(layer, torch.nn.Conv2d):
+                        torch.nn.init.kaiming_normal_(
+                            layer.weight, mode="fan_out", nonlinearity="relu"
+                        )
+                        torch.nn.init.zeros_(layer.bias)
+            path = tmp_path_factory.mktemp("weights") / f"random-{model}-features.pth"
+            torch.save(features.state_dict(), path)
+            made[model] = path
+        return made[model]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def random_weights(random_weights_factory: Callable[[str], Path]) -> Path:
+    """Path to a seeded random VGG19 `features` state_dict (a file, loaded like real weights)."""
+    return random_weights_factory("vgg19")
+
+
+@pytest.fixture(scope="session")
+def random_weights_vgg16(random_weights_factory: Callable[[str], Path]) -> Path:
+    """Path to a seeded random VGG16 `features` state_dict."""
+    return random_weights_factory("vgg16")
