@@ -1,0 +1,76 @@
+"""Helpers for the queue tests: a throwaway redis-server, requests, and the backend list."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.queue import JobRequest, StyleChoice
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A throwaway redis-server the test can stop and start again on the same port and data."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.workdir),
+                "--save", "",
+                "--appendonly", "yes",
+                "--appendfsync", "always",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+def redis_available() -> bool:
+    if shutil.which("redis-server"):
+        return True
+    if os.environ.get("ORSAY_REQUIRE_REDIS") == "1":
+        pytest.fail("redis-server is not on PATH but ORSAY_REQUIRE_REDIS=1")
+    pytest.skip("redis-server is not installed (set ORSAY_REQUIRE_REDIS=1 to make this fail)")
+
+
+def request(user: int = 1, content: bytes = b"photo", slug: str = "starry") -> JobRequest:
+    return JobRequest(user_id=user, chat_id=user, content=content, styles=[StyleChoice(slug=slug)])
