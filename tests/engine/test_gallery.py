@@ -1,0 +1,331 @@
+"""engine.gallery: the packaged manifest, gallery folders, styles by slug, fetch, contact sheet."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import http.server
+import io
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from engine import gallery, imaging
+from engine.errors import GalleryError, StyleNotFound
+from engine.gallery import Painting
+
+REPO = Path(__file__).resolve().parents[2]
+IDENTICAL = ("munch-the-scream", "sisley-flood-at-port-marly")
+DOWNSCALED = "hokusai-great-wave-off-kanagawa"
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _tsv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+@pytest.fixture
+def gallery_at(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    folder = tmp_path / "gallery"
+    folder.mkdir()
+    monkeypatch.setenv("ORSAY_GALLERY_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def shared_gallery(monkeypatch: pytest.MonkeyPatch, shared_dir: Path) -> Path:
+    monkeypatch.setenv("ORSAY_GALLERY_DIR", str(shared_dir / "artworks"))
+    return shared_dir / "artworks"
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def serve() -> Iterator[functools.partial[str]]:
+    """Serve a folder over HTTP on 127.0.0.1 (a real server, as fetch would meet online)."""
+    servers: list[http.server.ThreadingHTTPServer] = []
+
+    def start(folder: Path) -> str:
+        handler = functools.partial(_Quiet, directory=str(folder))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield functools.partial(start)
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+# --- manifest ---------------------------------------------------------------------------------
+
+
+def test_packaged_manifest_is_complete_and_matches_shared_downloads(shared_dir: Path) -> None:
+    rows = _tsv(REPO / "engine" / "gallery_manifest.tsv")
+    assert len(rows) >= 12
+    assert len({r["slug"] for r in rows}) == len(rows)
+    downloads = {Path(r["file"]).stem: r for r in _tsv(shared_dir / "artworks" / "DOWNLOADS.tsv")}
+    for row in rows:
+        assert all(row[k] for k in ("slug", "title", "artist", "year", "url", "license")), row
+        assert re.fullmatch(r"[a-z0-9-]+", row["slug"])
+        assert re.fullmatch(r"[0-9a-f]{64}", row["sha256"])
+        assert row["url"].startswith("https://")
+        assert "public domain" in row["license"]
+        source = downloads[row["slug"]]
+        assert (row["url"], row["sha256"], int(row["bytes"])) == (
+            source["url"],
+            source["sha256_of_download"],
+            int(source["bytes_of_download"]),
+        )
+        assert (shared_dir / "artworks" / f"{row['slug']}.jpg").is_file()
+
+
+def test_manifest_records_the_download_checksum_not_the_downscaled_copy(
+    shared_gallery: Path,
+) -> None:
+    paintings = {p.slug: p for p in gallery.list_paintings()}
+    assert _sha(paintings[IDENTICAL[0]].path) == paintings[IDENTICAL[0]].sha256  # type: ignore[arg-type]
+    assert _sha(shared_gallery / f"{DOWNSCALED}.jpg") != paintings[DOWNSCALED].sha256
+    # ... yet the folder's own MANIFEST.tsv vouches for its downscaled copy.
+    assert all(gallery.is_valid(p) for p in paintings.values())
+
+
+def test_gallery_module_does_not_import_torch() -> None:
+    code = "import sys, engine.gallery, engine.imaging; print('torch' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
+# --- folders and lookup -----------------------------------------------------------------------
+
+
+def test_gallery_dir_env_and_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("ORSAY_GALLERY_DIR", raising=False)
+    monkeypatch.setenv("ORSAY_DATA_DIR", str(tmp_path / "data"))
+    assert gallery.gallery_dir() == tmp_path / "data" / "gallery"
+    monkeypatch.setenv("ORSAY_GALLERY_DIR", str(tmp_path / "mine"))
+    assert gallery.gallery_dir() == tmp_path / "mine"
+
+
+def test_shared_folder_lists_all_paintings_with_its_own_titles(shared_gallery: Path) -> None:
+    paintings = gallery.list_paintings(present_only=True)
+    assert len(paintings) == 12
+    by_slug = {p.slug: p for p in paintings}
+    assert by_slug["turner-shipwreck-of-the-minotaur"].title.startswith("The Wreck of a Transport")
+    assert by_slug["klimt-the-kiss"].artist == "Gustav Klimt"
+    assert by_slug["klimt-the-kiss"].path == shared_gallery / "klimt-the-kiss.jpg"
+
+
+def test_empty_folder_lists_packaged_paintings_as_absent(gallery_at: Path) -> None:
+    paintings = gallery.list_paintings()
+    assert len(paintings) >= 12 and all(p.path is None for p in paintings)
+    assert paintings[0].title == "The Starry Night"  # packaged (short) title
+    assert gallery.list_paintings(present_only=True) == []
+
+
+def test_operator_folder_with_manifest_and_loose_files(gallery_at: Path) -> None:
+    Image.new("RGB", (40, 30), "orange").save(gallery_at / "my-sunset.png")
+    Image.new("RGB", (40, 30), "navy").save(gallery_at / "Old_Harbour at NIGHT.jpg")
+    (gallery_at / "notes.txt").write_text("not a painting")
+    (gallery_at / "MANIFEST.tsv").write_text(
+        "file\ttitle\tartist_or_author\tyear\tlicense_or_status\n"
+        "my-sunset.png\tSunset over Orsay\tA. Operator\t2024\tCC0\n"
+        "klimt-the-kiss.jpg\tLe Baiser\tKlimt\t1908\tpublic domain\n"
+    )
+    paintings = {p.slug: p for p in gallery.list_paintings()}
+    assert paintings["my-sunset"].title == "Sunset over Orsay"
+    assert paintings["my-sunset"].artist == "A. Operator"
+    assert paintings["my-sunset"].license == "CC0"
+    assert paintings["old-harbour-at-night"].title == "Old Harbour At NIGHT"
+    assert paintings["klimt-the-kiss"].title == "Le Baiser"  # titles apply to packaged rows too
+    assert paintings["klimt-the-kiss"].path is None
+    assert "notes" not in paintings
+    present = [p.slug for p in gallery.list_paintings(present_only=True)]
+    assert sorted(present) == ["my-sunset", "old-harbour-at-night"]
+    assert gallery.find("Old_Harbour at NIGHT.jpg").slug == "old-harbour-at-night"
+
+
+def test_find_forgives_case_and_suffix_and_suggests(shared_gallery: Path) -> None:
+    assert gallery.find("Klimt-The-Kiss.JPG").slug == "klimt-the-kiss"
+    with pytest.raises(StyleNotFound, match="did you mean van-gogh-starry-night"):
+        gallery.find("starry")
+    with pytest.raises(StyleNotFound) as caught:
+        gallery.find("monet")
+    assert "monet-impression-sunrise" in str(caught.value)
+    assert "monet-water-lilies-1919" in str(caught.value)
+    with pytest.raises(StyleNotFound, match=r"try van-gogh-starry-night.*orsay gallery list"):
+        gallery.find("zzzz")
+
+
+def test_load_style_by_slug_has_a_checksum_cache_key(shared_gallery: Path) -> None:
+    style = gallery.load_style("van-gogh-starry-night", weight=0.7)
+    digest = _sha(shared_gallery / "van-gogh-starry-night.jpg")
+    assert style.cache_key == f"van-gogh-starry-night:{digest[:16]}"
+    assert style.weight == 0.7
+    assert style.image.mode == "RGB" and style.image.size == (1280, 1014)
+
+
+def test_load_style_cache_key_changes_with_the_file(gallery_at: Path) -> None:
+    target = gallery_at / "munch-the-scream.jpg"
+    Image.new("RGB", (40, 40), "red").save(target)
+    first = gallery.load_style("munch-the-scream").cache_key
+    Image.new("RGB", (40, 40), "blue").save(target)
+    second = gallery.load_style("munch-the-scream").cache_key
+    assert first and second and first != second
+
+
+def test_load_style_from_a_path_has_no_cache_key(tmp_path: Path, gallery_at: Path) -> None:
+    upload = tmp_path / "upload.png"
+    Image.new("RGBA", (50, 40), (0, 0, 0, 0)).save(upload)
+    style = gallery.load_style(str(upload))
+    assert style.cache_key is None and style.weight == 1.0
+    assert style.image.getpixel((5, 5)) == (255, 255, 255)
+    with pytest.raises(StyleNotFound, match="does not exist"):
+        gallery.load_style(str(tmp_path / "missing" / "style.jpg"))
+
+
+def test_load_style_of_an_absent_painting_says_fetch(gallery_at: Path) -> None:
+    with pytest.raises(GalleryError, match="orsay gallery fetch"):
+        gallery.load_style("klimt-the-kiss")
+    (gallery_at / "klimt-the-kiss.jpg").write_bytes(b"<html>oops</html>")
+    with pytest.raises(GalleryError, match="not_an_image"):
+        gallery.load_style("klimt-the-kiss")
+
+
+# --- fetch ------------------------------------------------------------------------------------
+
+
+def _packaged(*slugs: str) -> list[Painting]:
+    by_slug = {p.slug: p for p in gallery.list_paintings()}
+    return [by_slug[s] for s in slugs]
+
+
+def test_fetch_from_a_mirror_verifies_and_skips_valid_files(
+    gallery_at: Path, shared_dir: Path, serve: functools.partial[str]
+) -> None:
+    mirror = serve(shared_dir / "artworks")
+    written = gallery.fetch(False, mirror=mirror, paintings=_packaged(*IDENTICAL))
+    assert sorted(p.name for p in written) == sorted(f"{s}.jpg" for s in IDENTICAL)
+    for slug in IDENTICAL:
+        assert (gallery_at / f"{slug}.jpg").read_bytes() == (
+            shared_dir / "artworks" / f"{slug}.jpg"
+        ).read_bytes()
+    assert not list(gallery_at.glob(".*.part"))
+    assert gallery.fetch(False, mirror=mirror, paintings=_packaged(*IDENTICAL)) == []
+    # A damaged file is noticed by its checksum and replaced.
+    (gallery_at / f"{IDENTICAL[0]}.jpg").write_bytes(b"damaged")
+    again = gallery.fetch(False, mirror=mirror, paintings=_packaged(*IDENTICAL))
+    assert [p.name for p in again] == [f"{IDENTICAL[0]}.jpg"]
+    assert all(gallery.is_valid(p) for p in _packaged(*IDENTICAL))
+
+
+def test_fetch_reports_checksum_mismatch_and_keeps_the_rest(
+    gallery_at: Path, shared_dir: Path, serve: functools.partial[str]
+) -> None:
+    mirror = serve(shared_dir / "artworks")  # serves the downscaled copy, not the download
+    with pytest.raises(GalleryError) as caught:
+        gallery.fetch(
+            False, mirror=mirror, paintings=_packaged(DOWNSCALED, IDENTICAL[0]), backoff_s=0.01
+        )
+    message = str(caught.value)
+    assert "1 of 2" in message and DOWNSCALED in message and "checksum mismatch" in message
+    assert not (gallery_at / f"{DOWNSCALED}.jpg").exists()
+    assert (gallery_at / f"{IDENTICAL[0]}.jpg").is_file()
+
+
+def test_fetch_follows_pinned_urls_and_downscales_large_downloads(
+    gallery_at: Path, tmp_path: Path, serve: functools.partial[str]
+) -> None:
+    origin = tmp_path / "origin" / "deep" / "path"
+    origin.mkdir(parents=True)
+    big = Image.new("RGB", (2400, 1200), "teal")
+    big.paste(Image.new("RGB", (600, 600), "yellow"), (900, 300))
+    (origin / "original.jpg").write_bytes(imaging.encode_jpeg(big))
+    data = (origin / "original.jpg").read_bytes()
+    base = serve(tmp_path / "origin")
+    painting = Painting(
+        slug="big-one",
+        title="Big",
+        artist="Someone",
+        year="1900",
+        url=f"{base}/deep/path/original.jpg",
+        sha256=hashlib.sha256(data).hexdigest(),
+        bytes=len(data),
+        license="public domain",
+    )
+    [written] = gallery.fetch(True, paintings=[painting])
+    assert written == gallery_at / "big-one.jpg"
+    with Image.open(written) as stored:
+        assert stored.size == (1600, 800)
+    assert gallery.is_valid(replace(painting, path=written))  # its checksum was recorded
+    assert gallery.fetch(False, paintings=[replace(painting, path=written)]) == []
+    written.write_bytes(imaging.encode_jpeg(Image.new("RGB", (1600, 800))))
+    assert not gallery.is_valid(replace(painting, path=written))
+
+
+def test_fetch_http_and_network_errors(
+    gallery_at: Path, tmp_path: Path, serve: functools.partial[str]
+) -> None:
+    base = serve(tmp_path)
+    missing = replace(_packaged(IDENTICAL[0])[0], url=f"{base}/nothing-here.jpg")
+    with pytest.raises(GalleryError, match="HTTP 404"):
+        gallery.fetch(False, paintings=[missing], backoff_s=0.01)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    unreachable = replace(missing, url=f"http://127.0.0.1:{closed_port}/x.jpg")
+    with pytest.raises(GalleryError, match="network error"):
+        gallery.fetch(False, paintings=[unreachable], retries=2, backoff_s=0.01, timeout_s=2)
+    assert [p.name for p in gallery_at.iterdir()] == []
+
+
+# --- contact sheet ----------------------------------------------------------------------------
+
+
+def test_contact_sheet_layout_placeholders_and_captions(gallery_at: Path, shared_dir: Path) -> None:
+    shutil.copy(shared_dir / "artworks" / "munch-the-scream.jpg", gallery_at)
+    paintings = gallery.list_paintings()[:6]  # only The Scream (index 4) is present
+    assert [p.path is not None for p in paintings] == [False] * 4 + [True, False]
+    sheet = Image.open(io.BytesIO(gallery.contact_sheet(paintings, columns=3, thumb=120)))
+    assert sheet.format == "JPEG"
+    pad, cell_w = 8, 128
+    assert sheet.width == 3 * cell_w + pad
+    cell_h = sheet.height // 2  # two rows of three
+    # Missing files: gray placeholders; the present painting: not gray.
+    center = (pad + 15, pad + 15)  # away from the "?" mark
+    assert sheet.getpixel(center) == pytest.approx(gallery.PLACEHOLDER, abs=6)
+    scream = sheet.crop((pad + cell_w, pad + cell_h - 4, pad + cell_w + 120, pad + cell_h + 116))
+    assert len(scream.getcolors(maxcolors=1 << 16) or []) > 500
+    # Captions: dark ink below each thumbnail.
+    caption = sheet.crop((pad, pad + 124, pad + 120, pad + 124 + 30)).convert("L")
+    assert caption.getextrema()[0] < 80  # type: ignore[operator]
+
+
+def test_contact_sheet_handles_unicode_and_many_columns(gallery_at: Path) -> None:
+    Image.new("RGB", (64, 64), "red").save(gallery_at / "a.png")
+    (gallery_at / "MANIFEST.tsv").write_text(
+        "file\ttitle\tartist_or_author\tyear\na.png\tКрасный квадрат — étude\tМалевич\t1915\n"
+    )
+    [painting] = [p for p in gallery.list_paintings() if p.slug == "a"]
+    sheet = Image.open(io.BytesIO(gallery.contact_sheet([painting], columns=4, thumb=64)))
+    assert sheet.width < 2 * 64 + 32  # one painting: one column, not four
