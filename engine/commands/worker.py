@@ -1,11 +1,138 @@
-"""Placeholder so the CLI imports while this subcommand is being written."""
+"""`orsay worker`: paint jobs from the Redis queue; run one per GPU, on as many machines as needed.
+
+The network is loaded once at start. SIGTERM/SIGINT stop taking jobs; the running job gets
+ORSAY_SHUTDOWN_GRACE seconds (default 30) to finish and is otherwise handed back to the queue,
+where another worker (or this one, restarted) paints it. With ORSAY_METRICS_PORT set, /healthz and
+/metrics are served on that port.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
 from typing import Any
+
+log = logging.getLogger("orsay.worker")
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    return float(raw) if raw else default
 
 
 def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser("worker", help="(in progress)")
-    parser.set_defaults(run=lambda args: print("not ready yet") or 1)
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "worker",
+        help="paint jobs from a Redis queue (ORSAY_QUEUE=redis://...)",
+        description=__doc__,
+    )
+    parser.add_argument(
+        "--queue", default=os.environ.get("ORSAY_QUEUE", ""), help="redis://host:port/db"
+    )
+    parser.add_argument("--model", default=os.environ.get("ORSAY_MODEL", "vgg19"))
+    parser.add_argument(
+        "--weights", default=os.environ.get("ORSAY_VGG_WEIGHTS", "torchvision"),
+        help="torchvision | random | path to a state_dict",
+    )  # fmt: skip
+    parser.add_argument("--device", default=os.environ.get("ORSAY_DEVICE", "auto"))
+    parser.add_argument(
+        "--max-size", type=int, default=int(os.environ.get("ORSAY_MAX_SIZE") or 512),
+        help="cap on the long side of results, px",
+    )  # fmt: skip
+    parser.add_argument(
+        "--lease", type=float, default=_env_float("ORSAY_WORKER_LEASE", 10.0),
+        help="seconds after which a dead worker's job is retried elsewhere",
+    )  # fmt: skip
+    parser.add_argument(
+        "--job-timeout", type=float, default=_env_float("ORSAY_JOB_TIMEOUT", 3600.0)
+    )
+    parser.add_argument(
+        "--stub-painter", action="store_true", help="fake painter for tests and benchmarks"
+    )
+    parser.add_argument("--stub-steps", type=int, default=4)
+    parser.add_argument("--stub-step-s", type=float, default=0.0)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.queue.startswith(("redis://", "rediss://", "unix://")):
+        print("orsay worker needs a Redis queue: --queue redis://host:6379/0 or ORSAY_QUEUE.")
+        print("(The embedded queue paints inside `orsay bot`; it needs no worker.)")
+        return 2
+    logging.basicConfig(
+        level=os.environ.get("ORSAY_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from engine.queue.arq_worker import WorkerConfig
+    from engine.queue.seam import Painter
+
+    painter: Painter
+    if args.stub_painter:
+        from engine.queue.stub_painter import StubPainter
+
+        painter = StubPainter(steps=args.stub_steps, step_s=args.stub_step_s)
+    else:
+        from engine.queue.painter import make_engine_painter
+
+        painter = make_engine_painter(args.model, args.weights, args.device, args.max_size)
+    config = WorkerConfig(
+        url=args.queue,
+        lease_s=args.lease,
+        job_timeout_s=args.job_timeout,
+        grace_s=_env_float("ORSAY_SHUTDOWN_GRACE", 30.0),
+    )
+    asyncio.run(serve(config, painter))
+    return 0
+
+
+async def serve(config: Any, painter: Any) -> None:
+    """Run the arq worker until a signal; if Redis goes away, wait for it and start again."""
+    from engine.queue.arq_worker import build_worker
+    from engine.queue.redis_backend import DOWN_ERRORS
+
+    health = await _start_health(config.url)
+    delay = 1.0
+    try:
+        while True:
+            worker, _ = build_worker(config, painter)
+            try:
+                log.info("worker %s taking jobs from %s", config.name, _safe(config.url))
+                await worker.async_run()
+                return
+            except asyncio.CancelledError:
+                return  # a signal: arq has already waited for / handed back the running job
+            except DOWN_ERRORS as exc:
+                log.warning("Redis unreachable (%s); retrying in %.0f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+            finally:
+                try:
+                    await worker.close()
+                except (*DOWN_ERRORS, asyncio.CancelledError):
+                    pass
+    finally:
+        if health is not None:
+            await health.cleanup()
+
+
+async def _start_health(url: str) -> Any:
+    from engine.observability.health import (
+        metrics_port_from_env,
+        queue_check,
+        start_health_server,
+    )
+    from engine.queue.redis_backend import RedisQueue
+
+    port = metrics_port_from_env()
+    if port is None:
+        return None
+    queue = RedisQueue(url)
+    await queue.start()
+    check = queue_check(queue, expect_workers=False, report_device=True)
+    return await start_health_server(port, check)
+
+
+def _safe(url: str) -> str:
+    return url.split("@")[-1]  # never log a password

@@ -350,8 +350,11 @@ class RedisQueue:
             for job_id in ids:
                 await self.cancel(job_id)
             async with self.redis.pipeline(transaction=True) as pipe:
-                for job_id in ids:
-                    pipe.delete(rs.job_key(job_id), rs.events_key(job_id))
+                for job_id in ids:  # followers still hear `cancelled`; the stream expires soon
+                    gone = encode_event(JobEvent(job_id, "cancelled"))
+                    pipe.delete(rs.job_key(job_id))
+                    pipe.xadd(rs.events_key(job_id), {"e": gone})
+                    pipe.expire(rs.events_key(job_id), 60)
                     pipe.zrem(rs.QUEUED, job_id)
                     pipe.srem(rs.UNDELIVERED, job_id)
                     pipe.srem(rs.RUNNING, job_id)

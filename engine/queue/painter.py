@@ -1,0 +1,104 @@
+"""The real painter behind the queue: a `JobRequest` in, an encoded picture out, via the engine.
+
+Workers call `make_engine_painter()` once at start, which loads the network then (so the first
+user does not pay for it, and bad weights stop the worker before it takes a job); each job then
+maps the bot's few options onto `StylizeOptions` and turns engine progress into `PaintProgress`.
+Torch is imported here only, never by the bot side of the queue.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+
+from PIL import Image
+
+from engine.options import STRENGTHS, ProgressEvent, StyleInput, StylizeOptions
+from engine.queue.seam import JobRequest, Painter, PaintProgress, ProgressCallback, StyleChoice
+
+PREVIEW_SIDE = 256  # previews are for a chat bubble, not for keeping
+
+
+def _jpeg(image: Image.Image, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _preview(image: Image.Image) -> bytes:
+    small = image.copy()
+    small.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    return _jpeg(small, quality=80)
+
+
+def job_options(
+    request: JobRequest, *, model: str, weights: str, device: str, max_size: int
+) -> StylizeOptions:
+    """The engine options for a job; `max_size` is the operator's cap, whatever the bot sent."""
+    opts = request.options
+    quality = opts.quality if opts.quality in ("fast", "balanced", "high") else "balanced"
+    return StylizeOptions(
+        size=max(32, min(int(opts.size), max_size)),
+        strength=STRENGTHS.get(opts.strength, STRENGTHS["medium"]),
+        preserve_colors="luminance" if opts.preserve_colors else "off",
+        quality=quality,  # type: ignore[arg-type]
+        model=model,  # type: ignore[arg-type]
+        weights=weights,
+        device=device,
+    )
+
+
+def style_input(choice: StyleChoice) -> StyleInput:
+    """A gallery slug (whose style targets the engine caches) or an uploaded picture."""
+    from engine.imaging import load_image
+
+    if choice.image is not None:
+        return StyleInput(load_image(choice.image), weight=choice.weight)
+    if not choice.slug:
+        from engine.errors import StyleNotFound
+
+        raise StyleNotFound("No style was chosen.")
+    from engine.gallery import load_style  # type: ignore[import-not-found,unused-ignore]
+
+    style: StyleInput = load_style(choice.slug)
+    return StyleInput(style.image, weight=choice.weight, cache_key=style.cache_key)
+
+
+def make_engine_painter(
+    model: str = "vgg19", weights: str = "torchvision", device: str = "auto", max_size: int = 512
+) -> Painter:
+    """A `Painter` running `engine.painter.stylize` on this process's device, network loaded now."""
+    from engine.device import pick_device
+    from engine.imaging import load_image
+    from engine.model import load_features
+    from engine.painter import stylize
+
+    resolved = str(pick_device(device))
+    load_features(model, weights, resolved)  # once per process; stylize() reuses it
+
+    def paint(request: JobRequest, progress: ProgressCallback, cancel: threading.Event) -> bytes:
+        content = load_image(request.content)
+        styles = [style_input(choice) for choice in request.styles]
+        options = job_options(
+            request, model=model, weights=weights, device=resolved, max_size=max_size
+        )
+
+        def on_event(event: ProgressEvent) -> None:
+            if event.stage != "optimizing" and event.preview is None:
+                return
+            progress(
+                PaintProgress(
+                    scale=event.scale_index,
+                    scales=event.scale_count,
+                    step=event.step,
+                    total=event.total_steps,
+                    fraction=event.fraction,
+                    eta_s=event.eta_s,
+                    preview=_preview(event.preview) if event.preview is not None else None,
+                )
+            )
+
+        result = stylize(content, styles, options, progress=on_event, cancel=cancel)
+        return _jpeg(result.image, quality=92)
+
+    return paint

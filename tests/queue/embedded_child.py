@@ -1,0 +1,43 @@
+"""A process running the embedded queue, for the crash tests to SIGKILL.
+
+    python embedded_child.py DATA_DIR STEP_S [CONTENT ...]
+
+Opens the queue in DATA_DIR with a stub painter (STEP_S seconds per step), submits one job per
+CONTENT (user i+1), prints `submitted <id>` for each, then `started <id>` whenever a job starts, and
+runs until killed. A CONTENT containing CRASH makes the painter SIGKILL this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from engine.queue import JobRequest, StyleChoice, open_queue
+from engine.queue.stub_painter import StubPainter
+
+
+async def main(data_dir: Path, step_s: float, contents: list[str]) -> None:
+    queue = open_queue(None, painter=StubPainter(steps=10, step_s=step_s), data_dir=data_dir)
+    await queue.start()
+    ids = []
+    for i, content in enumerate(contents):
+        request = JobRequest(i + 1, i + 1, content.encode(), [StyleChoice(slug="starry")])
+        job_id, _ = await queue.submit(request)
+        ids.append(job_id)
+        print("submitted", job_id, flush=True)
+    for job in await queue.undelivered():
+        if job.id not in ids:
+            ids.append(job.id)
+
+    async def watch(job_id: str) -> None:
+        async for event in queue.events(job_id):
+            if event.kind == "started":
+                print("started", job_id, flush=True)
+
+    await asyncio.gather(*(watch(job_id) for job_id in ids))
+    await asyncio.sleep(3600)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]))
