@@ -1,0 +1,309 @@
+"""Following a job from the queue to the user's chat, in a background task per job.
+
+One status message per job, edited in place (queued → progress → gone), at most once every
+`EDIT_INTERVAL_S` per chat however fast the painter reports; one preview photo replaced at the end
+of each scale; then the result, and only then `queue.acknowledge()`. The same code resumes jobs
+after a restart: the queue replays each job's state, the store remembers its messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from telegram import Bot, InlineKeyboardMarkup, InputMediaPhoto, Message
+from telegram.error import BadRequest, TelegramError
+
+from bot import keyboards
+from bot.store import JobMessages, Store
+from bot.texts import t
+from bot.tg import Blocked, call
+from engine.observability.logs import log_event
+from engine.queue import Job, JobEvent, JobQueue
+
+log = logging.getLogger(__name__)
+EDIT_INTERVAL_S = 3.0
+BAR_WIDTH = 10
+_END = None  # end-of-stream marker in a follower's inbox
+
+
+def bar(fraction: float) -> str:
+    filled = round(max(0.0, min(1.0, fraction)) * BAR_WIDTH)
+    return "▓" * filled + "░" * (BAR_WIDTH - filled)
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "…"
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
+
+
+@dataclass
+class ChatPacer:
+    """Per-chat clock for status edits: Telegram flood-limits frequent edits in one chat."""
+
+    interval_s: float = EDIT_INTERVAL_S
+    next_at: dict[int, float] = field(default_factory=dict)
+
+    def wait_s(self, chat_id: int) -> float:
+        return max(0.0, self.next_at.get(chat_id, 0.0) - time.monotonic())
+
+    def used(self, chat_id: int) -> None:
+        self.next_at[chat_id] = time.monotonic() + self.interval_s
+
+
+class Follower:
+    """Starts and tracks one delivery task per job; `close()` stops them (jobs stay undelivered
+    in the queue, so the next start resumes them)."""
+
+    def __init__(self, bot: Bot, queue: JobQueue, store: Store, pacer: ChatPacer | None = None):
+        self.bot, self.queue, self.store = bot, queue, store
+        self.pacer = pacer or ChatPacer()
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+
+    def follow(self, job_id: str) -> None:
+        if job_id not in self.tasks:
+            task = asyncio.get_running_loop().create_task(self._guarded(job_id))
+            self.tasks[job_id] = task
+            task.add_done_callback(lambda _: self.tasks.pop(job_id, None))
+
+    async def close(self) -> None:
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _guarded(self, job_id: str) -> None:
+        for attempt in range(1, 4):
+            try:
+                await Delivery(self, job_id).run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Blocked:
+                await self._forget_blocked(job_id)
+                return
+            except Exception:
+                log.exception("delivery of job %s failed (attempt %d)", job_id, attempt)
+                await asyncio.sleep(2.0 * attempt)
+
+    async def _forget_blocked(self, job_id: str) -> None:
+        job = await self.queue.get(job_id)
+        if job is None:
+            return
+        user_id = job.request.user_id
+        log_event(log, "user.blocked", user_id=user_id, job=job_id)
+        await self.queue.forget(user_id)  # cancels and deletes every job of theirs
+        self.store.forget(user_id)
+
+
+async def _pump(events: AsyncIterator[JobEvent], inbox: asyncio.Queue[JobEvent | None]) -> None:
+    """Move events into a queue, so waiting on it with a timeout never cancels the stream."""
+    try:
+        async for event in events:
+            inbox.put_nowait(event)
+    finally:
+        inbox.put_nowait(_END)
+
+
+class Delivery:
+    """One job's conversation with its chat."""
+
+    def __init__(self, follower: Follower, job_id: str) -> None:
+        self.f, self.job_id = follower, job_id
+        self.messages = JobMessages()
+        self.pending: tuple[str, InlineKeyboardMarkup | None] | None = None
+        self.shown: tuple[str, InlineKeyboardMarkup | None] | None = None
+
+    async def run(self) -> None:
+        job = await self.f.queue.get(self.job_id)
+        if job is None:
+            self.f.store.drop_job(self.job_id)
+            return
+        self.job, self.chat_id = job, job.request.chat_id
+        self.lang = str(job.request.meta.get("lang", "en"))
+        self.messages = self.f.store.job_messages(self.job_id)
+        if self.messages.sent:  # delivered just before a crash, not yet acknowledged
+            await self._finish()
+            return
+        inbox: asyncio.Queue[JobEvent | None] = asyncio.Queue()
+        pump = asyncio.create_task(_pump(self.f.queue.events(self.job_id), inbox))
+        try:
+            while True:
+                timeout = self.f.pacer.wait_s(self.chat_id) if self.pending else None
+                try:
+                    event = await asyncio.wait_for(inbox.get(), timeout)
+                except TimeoutError:
+                    await self._flush()
+                    continue
+                if event is None:
+                    raise RuntimeError("event stream ended before the job did")
+                if await self._on(event):
+                    return
+                await self._flush()
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pump
+
+    async def _on(self, event: JobEvent) -> bool:
+        """Handle one event; True when the job is over and delivered."""
+        cancel = keyboards.cancel(self.lang, self.job_id)
+        if event.kind in ("queued", "position"):
+            minutes = max(1, round((event.eta_s or 60) / 60))
+            text = t(self.lang, "queued", position=event.position or 1, minutes=minutes)
+            self.pending = (text, cancel)
+        elif event.kind == "started":
+            self.pending = (t(self.lang, "started"), cancel)
+        elif event.kind == "progress":
+            fraction = event.fraction or 0.0
+            text = t(
+                self.lang,
+                "progress",
+                bar=bar(fraction),
+                percent=round(fraction * 100),
+                scale=event.scale or 1,
+                scales=event.scales or 1,
+                eta=duration(event.eta_s),
+            )
+            self.pending = (text, cancel)
+            if event.preview:
+                await self._preview(event.preview)
+        elif event.kind == "done":
+            await self._deliver(event)
+            return True
+        elif event.kind == "failed":
+            reason = t(self.lang, _reason_key(event.reason))
+            await self._final(t(self.lang, "done_failed", reason=reason))
+            return True
+        elif event.kind == "cancelled":
+            await self._final(t(self.lang, "cancelled"))
+            return True
+        return False
+
+    # -- the status message ----------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        """Show the latest pending status if this chat's pacer allows it now."""
+        if self.pending is None or self.pending == self.shown:
+            self.pending = None
+            return
+        if self.messages.status_msg is not None and self.f.pacer.wait_s(self.chat_id) > 0:
+            return  # keep it pending; the loop wakes up when the chat may be edited again
+        text, markup = self.pending
+        self.pending = None
+        await self._show(text, markup)
+
+    async def _show(self, text: str, markup: InlineKeyboardMarkup | None) -> None:
+        bot, chat = self.f.bot, self.chat_id
+        self.f.pacer.used(chat)
+        msg_id = self.messages.status_msg
+        if msg_id is not None:
+            try:
+                await call(
+                    lambda: bot.edit_message_text(
+                        text, chat_id=chat, message_id=msg_id, reply_markup=markup
+                    )
+                )
+                self.shown = (text, markup)
+                return
+            except BadRequest:  # the user deleted it, or it is too old: start a new one
+                pass
+        message = await call(lambda: bot.send_message(chat, text, reply_markup=markup))
+        self.shown = (text, markup)
+        if isinstance(message, Message):
+            self.messages.status_msg = message.message_id
+            self._save()
+
+    async def _preview(self, image: bytes) -> None:
+        bot, chat, msg_id = self.f.bot, self.chat_id, self.messages.preview_msg
+        if msg_id is not None:
+            with contextlib.suppress(BadRequest):
+                await call(
+                    lambda: bot.edit_message_media(
+                        InputMediaPhoto(image), chat_id=chat, message_id=msg_id
+                    )
+                )
+                return
+        message = await call(lambda: bot.send_photo(chat, image, disable_notification=True))
+        if isinstance(message, Message):
+            self.messages.preview_msg = message.message_id
+            self._save()
+
+    def _save(self) -> None:
+        self.f.store.set_job_messages(self.job_id, self.job.request.user_id, self.messages)
+
+    # -- the end ---------------------------------------------------------------------------
+
+    async def _deliver(self, event: JobEvent) -> None:
+        if not event.result:
+            await self._final(t(self.lang, "done_failed", reason=t(self.lang, "painter_error")))
+            return
+        meta, bot, chat = self.job.request.meta, self.f.bot, self.chat_id
+        keep_colors = bool(self.job.request.options.preserve_colors)
+        title = meta.get("title") or t(self.lang, "own_style_title")
+        caption = t(
+            self.lang,
+            "caption",
+            title=title,
+            artist=meta.get("artist") or "",
+            seconds=round(event.elapsed_s or 0),
+        ).replace(" — \n", "\n")
+        image = event.result
+        markup = keyboards.result(self.lang, keep_colors)
+        await call(lambda: bot.send_photo(chat, image, caption=caption, reply_markup=markup))
+        if meta.get("as_file"):
+            name = f"orsay-{meta.get('slug') or 'own'}.jpg"
+            await call(lambda: bot.send_document(chat, image, filename=name))
+        self.messages.sent = True
+        self._save()
+        log_event(log, "job.delivered", job=self.job_id, user_id=self.job.request.user_id)
+        await self._cleanup(delete_status=True)
+        await self._finish()
+
+    async def _final(self, text: str) -> None:
+        self.pending = None
+        await self._show(text, None)
+        self.messages.sent = True
+        self._save()
+        await self._cleanup(delete_status=False)
+        await self._finish()
+
+    async def _cleanup(self, *, delete_status: bool) -> None:
+        """Remove the preview (and the status) message; failures here are cosmetic."""
+        ids = [self.messages.preview_msg]
+        if delete_status:
+            ids.append(self.messages.status_msg)
+        for msg_id in ids:
+            if msg_id is not None:
+                with contextlib.suppress(TelegramError, Blocked):
+                    await self.f.bot.delete_message(self.chat_id, msg_id)
+
+    async def _finish(self) -> None:
+        await self.f.queue.acknowledge(self.job_id)
+        self.f.store.drop_job(self.job_id)
+
+
+def _reason_key(reason: str | None) -> str:
+    known = {
+        "not_an_image",
+        "corrupt_image",
+        "image_too_large",
+        "image_too_small",
+        "painter_error",
+        "worker_died",
+    }
+    return reason if reason in known else "painter_error"
+
+
+async def resume(follower: Follower, jobs: list[Job]) -> None:
+    """Follow every job the queue still holds for us (after a restart)."""
+    for job in jobs:
+        follower.follow(job.id)
+    if jobs:
+        log.info("resumed %d undelivered job(s)", len(jobs))
