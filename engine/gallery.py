@@ -16,7 +16,6 @@ import hashlib
 import io
 import os
 import re
-import tempfile
 import time
 import unicodedata
 import urllib.error
@@ -234,7 +233,7 @@ def _record_verified(folder: Path, name: str, digest: str) -> None:
     rows = _verified(folder)
     rows[name] = digest
     lines = ["file\tsha256"] + [f"{k}\t{v}" for k, v in sorted(rows.items())]
-    _atomic_write(folder / VERIFIED, ("\n".join(lines) + "\n").encode())
+    imaging.atomic_write(folder / VERIFIED, ("\n".join(lines) + "\n").encode())
 
 
 def is_valid(painting: Painting) -> bool:
@@ -249,17 +248,6 @@ def is_valid(painting: Painting) -> bool:
     trusted = {painting.sha256, _verified(folder).get(painting.path.name)}
     trusted.add(_folder_manifest(folder).get(painting.slug, {}).get("sha256"))
     return digest in trusted
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _download(url: str, timeout: float, bar: _Bar) -> bytes:
@@ -402,10 +390,10 @@ def _store(painting: Painting, folder: Path, url: str, data: bytes) -> Path:
         raise GalleryError(f"{painting.slug}: the verified download is not an image") from error
     if smaller is not None:
         target = target.with_suffix(".jpg")
-        _atomic_write(target, smaller)
+        imaging.atomic_write(target, smaller)
         _record_verified(folder, target.name, hashlib.sha256(smaller).hexdigest())
     else:
-        _atomic_write(target, data)
+        imaging.atomic_write(target, data)
     return target
 
 

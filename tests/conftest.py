@@ -66,7 +66,8 @@ def random_weights_factory(
                         torch.nn.init.kaiming_normal_(
                             layer.weight, mode="fan_out", nonlinearity="relu"
                         )
-                        torch.nn.init.zeros_(layer.bias)
+                        if layer.bias is not None:
+                            torch.nn.init.zeros_(layer.bias)
             path = tmp_path_factory.mktemp("weights") / f"random-{model}-features.pth"
             torch.save(features.state_dict(), path)
             made[model] = path
