@@ -18,14 +18,18 @@ from engine.queue.stub_painter import StubPainter
 
 
 async def main(data_dir: Path, step_s: float, contents: list[str]) -> None:
+    ids = []
+    if contents:  # submit first, then paint: a crashing job must not kill us before we report
+        queue = open_queue(None, data_dir=data_dir)
+        await queue.start()
+        for i, content in enumerate(contents):
+            request = JobRequest(i + 1, i + 1, content.encode(), [StyleChoice(slug="starry")])
+            job_id, _ = await queue.submit(request)
+            ids.append(job_id)
+            print("submitted", job_id, flush=True)
+        await queue.close()
     queue = open_queue(None, painter=StubPainter(steps=10, step_s=step_s), data_dir=data_dir)
     await queue.start()
-    ids = []
-    for i, content in enumerate(contents):
-        request = JobRequest(i + 1, i + 1, content.encode(), [StyleChoice(slug="starry")])
-        job_id, _ = await queue.submit(request)
-        ids.append(job_id)
-        print("submitted", job_id, flush=True)
     for job in await queue.undelivered():
         if job.id not in ids:
             ids.append(job.id)
