@@ -326,7 +326,7 @@ def fetch(
         raise GalleryError("cannot create the gallery folder (check ORSAY_GALLERY_DIR)") from error
     bar = _Bar(sum(p.bytes for p in todo), progress)
     written: list[Path] = []
-    failures: list[str] = []
+    failures: dict[str, list[str]] = {}  # problem -> slugs, so one outage is one line
     try:
         for painting in todo:
             bar.note(painting.slug)
@@ -335,13 +335,13 @@ def fetch(
                     _fetch_one(painting, folder, mirror, retries, backoff_s, timeout_s, bar)
                 )
             except GalleryError as error:
-                failures.append(str(error))
+                failures.setdefault(str(error), []).append(painting.slug)
     finally:
         bar.close()
     if failures:
-        raise GalleryError(
-            f"{len(failures)} of {len(todo)} paintings could not be fetched: " + "; ".join(failures)
-        )
+        count = sum(len(slugs) for slugs in failures.values())
+        details = "; ".join(f"{problem}: {', '.join(slugs)}" for problem, slugs in failures.items())
+        raise GalleryError(f"{count} of {len(todo)} paintings could not be fetched — {details}")
     return written
 
 
@@ -378,7 +378,7 @@ def _fetch_one(
             )
             continue
         return _store(painting, folder, url, data)
-    raise GalleryError(f"{painting.slug}: {problem}")
+    raise GalleryError(problem)
 
 
 def _store(painting: Painting, folder: Path, url: str, data: bytes) -> Path:
@@ -387,7 +387,7 @@ def _store(painting: Painting, folder: Path, url: str, data: bytes) -> Path:
     try:
         smaller = _downscaled(data)
     except ImageError as error:
-        raise GalleryError(f"{painting.slug}: the verified download is not an image") from error
+        raise GalleryError("the verified download is not an image") from error
     if smaller is not None:
         target = target.with_suffix(".jpg")
         imaging.atomic_write(target, smaller)
