@@ -46,9 +46,7 @@ COPY bot ./bot
 RUN pip install --no-cache-dir .
 
 # The gallery paintings, checksummed, into the folder ORSAY_GALLERY_DIR points at.
-RUN ORSAY_DATA_DIR=/tmp/orsay-build ORSAY_GALLERY_DIR='' orsay gallery fetch \
-    && mv /tmp/orsay-build/gallery "${ORSAY_GALLERY_DIR}" \
-    && rm -rf /tmp/orsay-build \
+RUN orsay gallery fetch \
     && chmod -R a+rX "${ORSAY_GALLERY_DIR}"
 
 RUN useradd --system --no-log-init --uid 10001 --user-group --home-dir /data orsay \
