@@ -9,6 +9,7 @@ Torch is imported here only, never by the bot side of the queue.
 from __future__ import annotations
 
 import io
+import re
 import threading
 
 from PIL import Image
@@ -17,6 +18,7 @@ from engine.options import STRENGTHS, ProgressEvent, StyleInput, StylizeOptions
 from engine.queue.seam import JobRequest, Painter, PaintProgress, ProgressCallback, StyleChoice
 
 PREVIEW_SIDE = 256  # previews are for a chat bubble, not for keeping
+SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,80}")
 
 
 def _jpeg(image: Image.Image, quality: int = 90) -> bytes:
@@ -54,11 +56,12 @@ def style_input(choice: StyleChoice) -> StyleInput:
 
     if choice.image is not None:
         return StyleInput(load_image(choice.image), weight=choice.weight)
-    if not choice.slug:
+    if not choice.slug or not SLUG.fullmatch(choice.slug):
+        # load_style() also opens file paths; a slug from a chat must never name a file
         from engine.errors import StyleNotFound
 
-        raise StyleNotFound("No style was chosen.")
-    from engine.gallery import load_style  # type: ignore[import-not-found,unused-ignore]
+        raise StyleNotFound("That painting is not in the gallery.")
+    from engine.gallery import load_style
 
     style: StyleInput = load_style(choice.slug)
     return StyleInput(style.image, weight=choice.weight, cache_key=style.cache_key)

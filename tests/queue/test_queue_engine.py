@@ -1,0 +1,67 @@
+"""End to end through each backend with the REAL engine painter (tiny random VGG19 weights):
+a gallery painting and an uploaded style, a bad photo, and a slug that tries to name a file."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+import pytest
+from conftest import QueueFactory
+from PIL import Image
+
+from engine.queue import JobEvent, JobOptions, JobQueue, JobRequest, JobState, StyleChoice
+from engine.queue.painter import make_engine_painter
+
+GALLERY_SLUG = "hokusai-great-wave-off-kanagawa"
+
+
+@pytest.fixture
+def engine_env(shared_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ORSAY_GALLERY_DIR", str(shared_dir / "artworks"))
+    monkeypatch.setenv("ORSAY_DATA_DIR", str(tmp_path / "data"))
+    return shared_dir
+
+
+async def follow(queue: JobQueue, job_id: str) -> list[JobEvent]:
+    async def collect() -> list[JobEvent]:
+        return [e async for e in queue.events(job_id)]
+
+    return await asyncio.wait_for(collect(), 240)
+
+
+@pytest.mark.slow
+async def test_real_painter_end_to_end(
+    make_queue: QueueFactory, engine_env: Path, random_weights: Path
+) -> None:
+    painter = make_engine_painter("vgg19", str(random_weights), "cpu", max_size=64)
+    queue = await make_queue(painter=painter)
+    photo = (engine_env / "photos" / "chelsea-the-cat.png").read_bytes()
+    uploaded = (engine_env / "artworks" / f"{GALLERY_SLUG}.jpg").read_bytes()
+    fast = JobOptions(size=512, strength="strong", quality="fast")  # capped to 64 by the worker
+    jobs = {
+        "gallery": JobRequest(1, 1, photo, [StyleChoice(slug=GALLERY_SLUG)], fast),
+        "upload": JobRequest(2, 2, photo, [StyleChoice(image=uploaded)], fast),
+        "bad photo": JobRequest(3, 3, b"this is not a picture", [StyleChoice(slug=GALLERY_SLUG)]),
+        "path as slug": JobRequest(4, 4, photo, [StyleChoice(slug="/etc/passwd")], fast),
+    }
+    ids = {name: (await queue.submit(req))[0] for name, req in jobs.items()}
+    source = Image.open(io.BytesIO(photo))
+    for name in ("gallery", "upload"):
+        events = await follow(queue, ids[name])
+        assert events[-1].kind == "done", (name, events[-1])
+        result = Image.open(io.BytesIO(events[-1].result or b""))
+        assert result.format == "JPEG" and max(result.size) == 64
+        assert result.size[0] / result.size[1] == pytest.approx(
+            source.size[0] / source.size[1], rel=0.05
+        )  # aspect kept, never squashed
+    failures = {
+        name: (await follow(queue, ids[name]))[-1] for name in ("bad photo", "path as slug")
+    }
+    assert failures["bad photo"].kind == "failed" and failures["bad photo"].reason == "not_an_image"
+    assert failures["path as slug"].kind == "failed"
+    assert failures["path as slug"].reason == "painter_error"
+    for name in ("bad photo", "path as slug"):
+        job = await queue.get(ids[name])
+        assert job is not None and job.state == JobState.FAILED and job.attempts == 1  # no retry
