@@ -39,7 +39,7 @@ def error_kind(exc: BaseException) -> str:
     if isinstance(exc, Forbidden):
         return "forbidden"
     if isinstance(exc, BadRequest):
-        return "not_modified" if NOT_MODIFIED in str(exc) else "bad_request"
+        return "not_modified" if NOT_MODIFIED in str(exc).lower() else "bad_request"
     if isinstance(exc, TimedOut):
         return "timeout"
     if isinstance(exc, NetworkError):

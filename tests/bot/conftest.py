@@ -1,0 +1,76 @@
+"""Fixtures for the bot's end-to-end tests: a fake Bot API server, settings pointing at it, and
+the real application (build_application + PTB polling over HTTP) with a fast stub painter."""
+
+from __future__ import annotations
+
+import io
+import random
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from bot.app import build_application, running
+from bot.config import Settings, load_settings
+from engine.queue import JobQueue, Painter
+from fake_telegram import TOKEN, FakeTelegram
+from painters import SizedPainter
+
+
+def jpeg(width: int = 96, height: int = 64, seed: int = 0, extra: bytes = b"") -> bytes:
+    """A small noisy JPEG (distinct per seed); `extra` is appended after the image data, where
+    decoders ignore it but the stub painter's markers see it."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", (width, height), (rng.randrange(256), 80, 160))
+    image.putdata([(rng.randrange(256), rng.randrange(256), 90) for _ in range(width * height)])
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=85)
+    return buf.getvalue() + extra
+
+
+@pytest.fixture
+async def telegram() -> AsyncIterator[FakeTelegram]:
+    server = FakeTelegram()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def bot_env(
+    tmp_path: Path, telegram: FakeTelegram, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    monkeypatch.setenv("ORSAY_GALLERY_DIR", str(shared_dir / "artworks"))
+    monkeypatch.setenv("ORSAY_SHUTDOWN_GRACE", "0.2")
+    return {
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "ORSAY_BOT_API_URL": telegram.url,
+        "ORSAY_DATA_DIR": str(tmp_path / "data"),
+        "ORSAY_GALLERY_DIR": str(shared_dir / "artworks"),
+        "ORSAY_ADMINS": "1",
+        "ORSAY_TELEGRAM_RATE": "0",
+    }
+
+
+BotFactory = Callable[..., AbstractAsyncContextManager[Any]]
+
+
+@pytest.fixture
+def start_bot(bot_env: dict[str, str]) -> BotFactory:
+    """`async with start_bot(painter=..., queue=..., **env) as app:` runs the real bot."""
+
+    @asynccontextmanager
+    async def start(
+        painter: Painter | None = None, queue: JobQueue | None = None, **env: str
+    ) -> AsyncIterator[Any]:
+        settings: Settings = load_settings({**bot_env, **env})
+        app = build_application(
+            settings, queue=queue, painter=painter if painter or queue else SizedPainter()
+        )
+        async with running(app):
+            yield app
+
+    return start
