@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -86,3 +86,17 @@ def random_weights(random_weights_factory: Callable[[str], Path]) -> Path:
 def random_weights_vgg16(random_weights_factory: Callable[[str], Path]) -> Path:
     """Path to a seeded random VGG16 `features` state_dict."""
     return random_weights_factory("vgg16")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Point ORSAY_DATA_DIR at a session temp dir so no test writes into the developer's real
+    data dir (style cache, gallery, queue database). Tests may still override it."""
+    previous = os.environ.get("ORSAY_DATA_DIR")
+    path = tmp_path_factory.mktemp("orsay-data")
+    os.environ["ORSAY_DATA_DIR"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("ORSAY_DATA_DIR", None)
+    else:
+        os.environ["ORSAY_DATA_DIR"] = previous

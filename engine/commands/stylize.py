@@ -291,8 +291,10 @@ class ProgressBar:
         self.bar.n = round(min(max(event.fraction, 0.0), 1.0) * self.RESOLUTION)
         self.bar.refresh()
 
-    def close(self) -> None:
+    def close(self, *, keep: bool = True) -> None:
+        """Finish the bar; `keep=False` (a failed run) erases it so the error line stands alone."""
         if self.bar is not None:
+            self.bar.leave = keep
             self.bar.close()
 
 
@@ -332,8 +334,10 @@ def paint(args: argparse.Namespace) -> int:
     bar = ProgressBar(enabled=not args.quiet)
     try:
         result = stylize(content, styles, options, progress=bar)
-    finally:
-        bar.close()
+    except BaseException:
+        bar.close(keep=False)
+        raise
+    bar.close()
     wall = time.perf_counter() - began
     imaging.save_image(result.image, args.output)
     if args.report is not None:
