@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from torchvision import models
+from torchvision.models import vgg
 
 from engine.errors import WeightsError
 
@@ -29,12 +30,20 @@ DEFAULT_CONTENT_LAYERS = ("relu4_2",)
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 
+_CONFIGS = {"vgg19": "E", "vgg16": "D"}
+
+
 def _architecture(model: str) -> nn.Sequential:
-    if model == "vgg19":
-        return models.vgg19(weights=None).features
-    if model == "vgg16":
-        return models.vgg16(weights=None).features
-    raise WeightsError(f"unknown model {model!r} (choose vgg19 or vgg16)")
+    """torchvision's `vggNN().features`, built without the 120M-parameter classifier we would
+    throw away (that init alone costs seconds), and initialised like `VGG.__init__`."""
+    if model not in _CONFIGS:
+        raise WeightsError(f"unknown model {model!r} (choose vgg19 or vgg16)")
+    features = vgg.make_layers(vgg.cfgs[_CONFIGS[model]])
+    for layer in features:
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+    return features
 
 
 def layer_indices(features: Iterable[nn.Module]) -> dict[str, int]:

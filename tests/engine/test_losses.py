@@ -1,0 +1,73 @@
+"""Loss terms against hand computations on tiny tensors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.losses import (
+    LossWeights,
+    blend_targets,
+    gram,
+    strength_to_style_weight,
+    style_layer_loss,
+    style_statistics,
+    total_variation,
+)
+from engine.options import StylizeOptions
+
+
+def test_gram_matches_hand_computation() -> None:
+    # Two channels over a 2x2 map: a = [1, 2, 3, 4], b = [0, 1, 0, 1].
+    f = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[0.0, 1.0], [0.0, 1.0]]]])
+    # a·a = 30, a·b = 6, b·b = 2; normalized by C·H·W = 8.
+    expected = torch.tensor([[[30.0, 6.0], [6.0, 2.0]]]) / 8
+    assert torch.allclose(gram(f), expected)
+
+
+def test_total_variation_matches_hand_computation() -> None:
+    x = torch.tensor([[[[0.0, 1.0, 3.0], [2.0, 2.0, 2.0]]]])  # 1x1x2x3
+    # down diffs: 2, 1, -1 -> squares 4, 1, 1 -> mean 2; right diffs: 1, 2, 0, 0 -> mean 5/4.
+    assert total_variation(x).item() == pytest.approx(2.0 + 1.25)
+
+
+def test_gram_style_loss_is_zero_on_its_own_target_and_positive_elsewhere() -> None:
+    torch.manual_seed(0)
+    f, g = torch.rand(1, 4, 5, 6), torch.rand(1, 4, 5, 6) * 2
+    target = style_statistics(f, "gram")
+    assert style_layer_loss(f, target, "gram").item() == pytest.approx(0.0, abs=1e-12)
+    assert style_layer_loss(g, target, "gram").item() > 1e-3
+
+
+def test_wasserstein_style_loss_vanishes_on_matching_statistics() -> None:
+    torch.manual_seed(0)
+    f = torch.rand(1, 3, 8, 8)
+    target = style_statistics(f, "wasserstein")
+    same = style_layer_loss(f, target, "wasserstein").item()
+    shifted = style_layer_loss(f + 1.0, target, "wasserstein").item()
+    # Shifting every channel's mean by 1 adds exactly |Δμ|² = 3, averaged over 3 channels.
+    assert same == pytest.approx(0.0, abs=2e-4)
+    assert shifted == pytest.approx(1.0, abs=2e-3)
+
+
+def test_blend_is_the_weighted_average_of_targets() -> None:
+    a = {"relu1_1": {"gram": torch.ones(1, 2, 2)}}
+    b = {"relu1_1": {"gram": torch.zeros(1, 2, 2)}}
+    mixed = blend_targets([a, b], [3.0, 1.0], "gram")
+    assert torch.allclose(mixed["relu1_1"]["gram"], torch.full((1, 2, 2), 0.75))
+
+
+def test_strength_is_monotonic_and_clamped() -> None:
+    weights = [strength_to_style_weight(s) for s in (0.0, 0.25, 0.5, 0.85, 1.0)]
+    assert weights == sorted(weights) and len(set(weights)) == 5
+    assert strength_to_style_weight(-3) == weights[0]
+    assert strength_to_style_weight(7) == weights[-1]
+
+
+def test_explicit_weights_override_strength() -> None:
+    w = LossWeights.from_options(
+        StylizeOptions(strength=0.9, style_weight=5.0, content_weight=2.0, tv_weight=0.0)
+    )
+    assert (w.style, w.content, w.tv) == (5.0, 2.0, 0.0)
+    with pytest.raises(ValueError):
+        LossWeights.from_options(StylizeOptions(style_layer_weights=(1.0, 2.0)))
