@@ -162,10 +162,15 @@ def list_paintings(*, present_only: bool = False) -> list[Painting]:
     return [p for p in paintings if p.path is not None] if present_only else paintings
 
 
+def _is_image_name(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
 def find(slug: str) -> Painting:
     """The painting called `slug` (case and file suffix forgiven), or StyleNotFound that says
     what exists."""
-    wanted = slugify(Path(slug.strip()).stem if Path(slug).suffix else slug)
+    name = slug.strip()
+    wanted = slugify(name[: -len(Path(name).suffix)] if _is_image_name(name) else name)
     paintings = list_paintings()
     for painting in paintings:
         if painting.slug == wanted:

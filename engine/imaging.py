@@ -40,6 +40,8 @@ def load_image(
     else:
         stream = Path(source)
         try:
+            if not stream.is_file():
+                raise NotAnImage("That file could not be read.")
             if stream.stat().st_size == 0:
                 raise NotAnImage("That file is empty.")
         except OSError as error:

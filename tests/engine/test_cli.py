@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,19 @@ def _parse(*argv: str) -> argparse.Namespace:
 
 def _options(*argv: str) -> StylizeOptions:
     return stylize_command.options_from_args(_parse("photo.jpg", "-o", "out.jpg", *argv))
+
+
+def test_help_and_parsing_do_not_import_torch() -> None:
+    code = (
+        "import sys, argparse; from engine.commands import stylize, gallery; "
+        "p = argparse.ArgumentParser(); s = p.add_subparsers(); "
+        "stylize.register(s); gallery.register(s); "
+        "a = p.parse_args(['stylize', 'a.jpg', '--style', 'x', '-o', 'b.jpg']); "
+        "stylize.options_from_args(a); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 # --- parsing → StylizeOptions -----------------------------------------------------------------

@@ -167,6 +167,9 @@ def test_operator_folder_with_manifest_and_loose_files(gallery_at: Path) -> None
 
 def test_find_forgives_case_and_suffix_and_suggests(shared_gallery: Path) -> None:
     assert gallery.find("Klimt-The-Kiss.JPG").slug == "klimt-the-kiss"
+    assert gallery.find(" klimt-the-kiss.png").slug == "klimt-the-kiss"
+    # ".kiss" is no image suffix: the whole name is the slug
+    assert gallery.find("Klimt the.Kiss").slug == "klimt-the-kiss"
     with pytest.raises(StyleNotFound, match="did you mean van-gogh-starry-night"):
         gallery.find("starry")
     with pytest.raises(StyleNotFound) as caught:

@@ -97,9 +97,10 @@ def test_bad_inputs_raise_typed_user_safe_errors(
     assert isinstance(caught.value, OrsayError)
 
 
-def test_missing_file_is_not_an_image(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["nope.png", "."])
+def test_missing_file_or_folder_is_not_an_image(tmp_path: Path, name: str) -> None:
     with pytest.raises(NotAnImage) as caught:
-        imaging.load_image(tmp_path / "nope.png")
+        imaging.load_image(tmp_path / name)
     assert str(tmp_path) not in str(caught.value)
 
 
