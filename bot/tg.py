@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
 
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
+from telegram.warnings import PTBDeprecationWarning
 
 from engine.observability.metrics import TELEGRAM_ERRORS
 
@@ -29,7 +31,9 @@ class Blocked(Exception):
 
 
 def retry_after_s(exc: RetryAfter) -> float:
-    value = exc.retry_after  # int, or a timedelta when PTB_TIMEDELTA is set
+    with warnings.catch_warnings():  # PTB 22 warns that the int form is going away
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = exc.retry_after  # int, or a timedelta when PTB_TIMEDELTA is set
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_telegram import TOKEN, FakeTelegram
+from painters import SizedPainter
 from PIL import Image
 
 from bot.app import build_application, running
 from bot.config import Settings, load_settings
 from engine.queue import JobQueue, Painter
-from fake_telegram import TOKEN, FakeTelegram
-from painters import SizedPainter
 
 
 def jpeg(width: int = 96, height: int = 64, seed: int = 0, extra: bytes = b"") -> bytes:

@@ -533,6 +533,20 @@ class FakeUser:
         result: Sent = await self.server.wait_for(found, timeout)
         return result
 
+    def menus(self) -> list[Sent]:
+        """Style keyboards the bot sent (in whatever language)."""
+        return [m for m in self.messages("text") if any(d == "rnd" for _, d in m.buttons())]
+
+    async def wait_menu(self, after: int = 0, timeout: float = 10.0) -> Sent:
+        """The first style keyboard after the first `after` ones."""
+
+        def found() -> Sent | None:
+            menus = self.menus()
+            return menus[after] if len(menus) > after else None
+
+        result: Sent = await self.server.wait_for(found, timeout)
+        return result
+
     async def wait_result(self, count: int = 1, timeout: float = 15.0) -> list[Sent]:
         """Result photos: the bot's photos that carry the result buttons."""
 
