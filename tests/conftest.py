@@ -21,7 +21,6 @@ RANDOM_WEIGHTS_SEED = 1234
 # editable-install finder. A regular package anywhere on sys.path beats namespace portions.
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
-VGG_CONFIGS = {"vgg19": "E", "vgg16": "D"}
 
 
 def _shared_path() -> Path:
@@ -54,20 +53,13 @@ def random_weights_factory(
     def make(model: str = "vgg19") -> Path:
         if model not in made:
             import torch  # local: tests that never ask for weights don't pay for torch
-            from torchvision.models.vgg import cfgs, make_layers
+            from torchvision import models
 
-            # Only the conv stack, initialised like torchvision's VGG.__init__ does: building
-            # the whole vgg19() would spend ~3 s initialising a classifier we throw away.
+            # The real constructor (~3 s, once per session: it also initialises the classifier
+            # we drop), so the values are exactly torchvision's seeded init.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(RANDOM_WEIGHTS_SEED)
-                features = make_layers(cfgs[VGG_CONFIGS[model]])
-                for layer in features:
-                    if isinstance(layer, torch.nn.Conv2d):
-                        torch.nn.init.kaiming_normal_(
-                            layer.weight, mode="fan_out", nonlinearity="relu"
-                        )
-                        if layer.bias is not None:
-                            torch.nn.init.zeros_(layer.bias)
+                features = getattr(models, model)(weights=None).features
             path = tmp_path_factory.mktemp("weights") / f"random-{model}-features.pth"
             torch.save(features.state_dict(), path)
             made[model] = path
