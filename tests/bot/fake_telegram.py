@@ -108,6 +108,7 @@ class FakeTelegram:
         self._file_ids = itertools.count(1)
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
+        self.webhook: dict[str, Any] | None = None  # what setWebhook was told
         self.url = ""
 
     # -- server lifecycle -------------------------------------------------------------------
@@ -250,6 +251,10 @@ class FakeTelegram:
         return dict(BOT_USER, can_join_groups=True, supports_inline_queries=False)
 
     def _m_deleteWebhook(self, p: dict[str, Any], f: dict[str, bytes]) -> Any:
+        return True
+
+    def _m_setWebhook(self, p: dict[str, Any], f: dict[str, bytes]) -> Any:
+        self.webhook = dict(p)
         return True
 
     def _m_setMyCommands(self, p: dict[str, Any], f: dict[str, bytes]) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from conftest import BotFactory, jpeg
 from fake_telegram import FakeTelegram, FakeUser
 from painters import SizedPainter
@@ -218,6 +219,7 @@ async def test_queue_full(telegram: FakeTelegram, start_bot: BotFactory, tmp_pat
         await users[2].wait_text("I am very busy right now")
 
 
+@pytest.mark.slow
 async def test_429_storm_and_5xx_during_progress(
     telegram: FakeTelegram, start_bot: BotFactory
 ) -> None:
@@ -225,7 +227,7 @@ async def test_429_storm_and_5xx_during_progress(
         ann = telegram.user(91)
         await choose(ann, jpeg(seed=14))
         await ann.wait_text("🎨")
-        telegram.fault("editMessageText", 429, times=6, retry_after=1)
+        telegram.fault("editMessageText", 429, times=3, retry_after=1)
         telegram.fault("editMessageMedia", 502, times=2)
         telegram.fault("sendPhoto", 500, times=2)
         telegram.fault("sendPhoto", 429, times=1, retry_after=1)
@@ -247,6 +249,7 @@ async def test_fifty_users_at_once(telegram: FakeTelegram, start_bot: BotFactory
         assert all(len(u.messages("photo")) >= 1 for u in users)
 
 
+@pytest.mark.slow
 async def test_forget_and_blocked_user(telegram: FakeTelegram, start_bot: BotFactory) -> None:
     async with start_bot(painter=SizedPainter(steps=30, step_s=0.05)) as app:
         svc = app.bot_data["services"]
