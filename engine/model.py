@@ -42,7 +42,8 @@ def _architecture(model: str) -> nn.Sequential:
     for layer in features:
         if isinstance(layer, nn.Conv2d):
             nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(layer.bias)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
     return features
 
 

@@ -45,7 +45,9 @@ def _to_tensor(image: Image.Image, device: torch.device) -> torch.Tensor:
 
 
 def _to_image(tensor: torch.Tensor) -> Image.Image:
-    return to_pil_image(tensor[0].detach().float().clamp(0, 1).cpu())
+    """Round (not truncate, as to_pil_image does) to 8 bits: truncation darkens by half a level."""
+    rgb = tensor[0].detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
+    return to_pil_image(rgb)
 
 
 def _resize(image: Image.Image, long_side: int) -> Image.Image:
@@ -99,6 +101,7 @@ class _Run:
         self.cache_hits = 0
         self.opt_started: float | None = None
         self.net: VGGFeatures | None = None
+        self.last_objective: GatysLoss | None = None
 
     # -- progress -------------------------------------------------------------------------------
 
@@ -217,12 +220,14 @@ class _Run:
         began = time.perf_counter()
         content = self.content_at(side)
         loss_fn = self.objective(self.net, side, content, self.precision)
+        self.last_objective = loss_fn
         pixels = self.initial(content, previous).contiguous().requires_grad_(True)
         if self.options.optimizer == "adam":
             optimizer: torch.optim.Optimizer = torch.optim.Adam([pixels], lr=ADAM_LR)
         else:
             optimizer = torch.optim.LBFGS([pixels], lr=1.0, max_iter=1, history_size=50)
         layers = loss_fn.layers
+        clamp_each_step = bool(self.options.extra.get("clamp", True))
         best_loss, best = math.inf, pixels.detach().clone()
         history: list[float] = []
         cost = steps * content.shape[-1] * content.shape[-2]
@@ -247,8 +252,9 @@ class _Run:
             _check(self.cancel)
             optimizer.step(closure)  # type: ignore[arg-type]
             value = last_loss
-            with torch.no_grad():
-                pixels.clamp_(0, 1)
+            if clamp_each_step:
+                with torch.no_grad():
+                    pixels.clamp_(0, 1)
             run = step
             history.append(value)
             fraction = (done + cost * step / steps) / total
@@ -297,9 +303,10 @@ class _Run:
     def final_losses(self, pixels: torch.Tensor, side: int) -> dict[str, float]:
         """Content/style/TV/total at the output resolution in fp32 with the run's weights, so runs
         with different schedules or precisions are compared on the same objective."""
-        assert self.net is not None
-        content = self.content_at(side)
-        loss_fn = self.objective(self.net, side, content, "fp32")
+        assert self.net is not None and self.last_objective is not None
+        loss_fn = self.last_objective
+        if self.precision != "fp32":  # the final objective is always evaluated in fp32
+            loss_fn = self.objective(self.net, side, self.content_at(side), "fp32")
         with torch.no_grad():
             x = pixels.contiguous(memory_format=self.fmt)
             parts = loss_fn.parts(pixels, self.net(x, loss_fn.layers))
