@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -16,6 +17,12 @@ from PIL import Image
 from engine import cli
 from engine.commands import stylize as stylize_command
 from engine.options import ProgressEvent, Stage, StylizeOptions
+
+
+@pytest.fixture(autouse=True)
+def _restore_gallery_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--gallery-dir` sets ORSAY_GALLERY_DIR for the process; undo it after each test."""
+    monkeypatch.delenv("ORSAY_GALLERY_DIR", raising=False)
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -349,6 +356,11 @@ def test_gallery_fetch_network_failure_exits_2(
     argv = ["gallery", "--gallery-dir", str(tmp_path), "fetch", "-q", "--retries", "1"]
     line = _fails(capsys, [*argv, "--mirror", f"http://127.0.0.1:{port}"])
     assert "12 of 12 paintings could not be fetched" in line and "network error" in line
+
+
+def test_gallery_dir_flag_sets_the_environment(tmp_path: Path) -> None:
+    assert cli.main(["gallery", "--gallery-dir", str(tmp_path), "list"]) == 0
+    assert os.environ["ORSAY_GALLERY_DIR"] == str(tmp_path)
 
 
 def test_gallery_sheet(tmp_path: Path, shared_dir: Path) -> None:
