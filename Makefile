@@ -15,8 +15,8 @@ $(BIN)/orsay: pyproject.toml
 venv: $(BIN)/orsay
 
 lint: venv
-	$(BIN)/ruff check engine bot tests bench
-	$(BIN)/ruff format --check engine bot tests bench
+	$(BIN)/ruff check engine bot tests bench scripts
+	$(BIN)/ruff format --check engine bot tests bench scripts
 	$(BIN)/mypy
 
 test: lint
