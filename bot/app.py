@@ -89,6 +89,10 @@ def build_application(
         .base_file_url(settings.base_file_url)
         .rate_limiter(AIORateLimiter(overall_max_rate=settings.max_rate, max_retries=2))
         .concurrent_updates(64)
+        # httpcore scans its whole pool for every request: PTB's default of 256 connections
+        # made that scan most of the bot's CPU under load; 32 is plenty for one bot.
+        .connection_pool_size(32)
+        .pool_timeout(30.0)
         .post_init(on_startup)
         .post_stop(on_stop)
         .post_shutdown(on_shutdown)

@@ -27,6 +27,7 @@ from engine.queue import Job, JobEvent, JobQueue
 
 log = logging.getLogger(__name__)
 EDIT_INTERVAL_S = 3.0
+QUIET_S = 1.0  # a job done this fast gets no status or preview messages, just its result
 BAR_WIDTH = 10
 _END = None  # end-of-stream marker in a follower's inbox
 
@@ -64,6 +65,7 @@ class Follower:
     def __init__(self, bot: Bot, queue: JobQueue, store: Store, pacer: ChatPacer | None = None):
         self.bot, self.queue, self.store = bot, queue, store
         self.pacer = pacer or ChatPacer()
+        self.quiet_s = QUIET_S
         self.tasks: dict[str, asyncio.Task[None]] = {}
 
     def follow(self, job_id: str) -> None:
@@ -118,6 +120,8 @@ class Delivery:
         self.f, self.job_id = follower, job_id
         self.messages = JobMessages()
         self.pending: tuple[str, InlineKeyboardMarkup | None] | None = None
+        self.pending_preview: bytes | None = None
+        self.quiet_until = time.monotonic() + follower.quiet_s
         self.shown: tuple[str, InlineKeyboardMarkup | None] | None = None
 
     async def run(self) -> None:
@@ -135,7 +139,7 @@ class Delivery:
         pump = asyncio.create_task(_pump(self.f.queue.events(self.job_id), inbox))
         try:
             while True:
-                timeout = self.f.pacer.wait_s(self.chat_id) if self.pending else None
+                timeout = self._wait_s()
                 try:
                     event = await asyncio.wait_for(inbox.get(), timeout)
                 except TimeoutError:
@@ -173,7 +177,7 @@ class Delivery:
             )
             self.pending = (text, cancel)
             if event.preview:
-                await self._preview(event.preview)
+                self.pending_preview = event.preview
         elif event.kind == "done":
             await self._deliver(event)
             return True
@@ -188,8 +192,21 @@ class Delivery:
 
     # -- the status message ----------------------------------------------------------------
 
+    def _wait_s(self) -> float | None:
+        """How long the loop may sleep before something pending is due (None: nothing is)."""
+        if self.pending is None and self.pending_preview is None:
+            return None
+        quiet = self.quiet_until - time.monotonic()
+        return max(quiet, self.f.pacer.wait_s(self.chat_id) if self.pending else 0.0, 0.0)
+
     async def _flush(self) -> None:
-        """Show the latest pending status if this chat's pacer allows it now."""
+        """Show the latest pending status (if this chat's pacer allows it) and preview, once the
+        job has outlived the quiet period; until then a fast job costs no messages."""
+        if time.monotonic() < self.quiet_until:
+            return
+        if self.pending_preview is not None:
+            image, self.pending_preview = self.pending_preview, None
+            await self._preview(image)
         if self.pending is None or self.pending == self.shown:
             self.pending = None
             return
@@ -267,7 +284,7 @@ class Delivery:
         await self._finish()
 
     async def _final(self, text: str) -> None:
-        self.pending = None
+        self.pending = self.pending_preview = None
         await self._show(text, None)
         self.messages.sent = True
         self._save()

@@ -109,6 +109,8 @@ class FakeTelegram:
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.webhook: dict[str, Any] | None = None  # what setWebhook was told
+        self.by_chat: dict[int, list[Sent]] = {}
+        self.listeners: list[Callable[[Call], None]] = []  # told of every answered call
         self.url = ""
 
     # -- server lifecycle -------------------------------------------------------------------
@@ -164,11 +166,7 @@ class FakeTelegram:
         ]
 
     def messages(self, chat_id: int, kind: str | None = None) -> list[Sent]:
-        return [
-            m
-            for (chat, _), m in sorted(self.sent.items())
-            if chat == chat_id and (kind is None or m.kind == kind)
-        ]
+        return [m for m in self.by_chat.get(chat_id, []) if kind is None or m.kind == kind]
 
     async def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
         """Wait until `predicate()` is truthy (re-checked after every API call); return it."""
@@ -210,6 +208,8 @@ class FakeTelegram:
         finally:
             await self._notify()
         call.status = response.status
+        for listener in self.listeners:
+            listener(call)
         return response
 
     def _take_fault(self, method: str, chat_id: Any) -> Fault | None:
@@ -279,6 +279,7 @@ class FakeTelegram:
         _check_markup(markup)
         msg = Sent(chat_id, next(self._message_ids), kind, reply_markup=markup, **fields)
         self.sent[(chat_id, msg.message_id)] = msg
+        self.by_chat.setdefault(chat_id, []).append(msg)
         return msg
 
     def _message_json(self, msg: Sent) -> dict[str, Any]:
@@ -509,7 +510,8 @@ class FakeUser:
         group = f"album-{self.id}-{next(self._album_ids)}"
         return [self.photo(image, media_group_id=group) for image in images]
 
-    def press(self, message: Sent, data: str) -> None:
+    def press(self, message: Sent, data: str) -> str:
+        """Tap a button; returns the callback query id (answerCallbackQuery names it)."""
         query = {
             "id": f"cq-{next(self.server._update_ids)}",
             "from": self._from(),
@@ -518,6 +520,7 @@ class FakeUser:
             "message": self.server._message_json(message),
         }
         self.server.push_update({"callback_query": query})
+        return str(query["id"])
 
     # -- what the bot said to this user -----------------------------------------------------
 

@@ -111,7 +111,7 @@ async def test_webhook_mode_checks_the_secret(
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(15)
+            await asyncio.to_thread(proc.wait, 15)
         except subprocess.TimeoutExpired:
             proc.kill()
     assert TOKEN.split(":")[1] not in log.read_text()

@@ -30,7 +30,7 @@ def close(a: tuple[int, ...], b: tuple[int, ...], tol: int = 6) -> bool:
 
 
 async def test_gallery_choice_gives_a_result(telegram: FakeTelegram, start_bot: BotFactory) -> None:
-    async with start_bot(painter=SizedPainter(step_s=0.02)) as app:
+    async with start_bot(painter=SizedPainter(steps=6, step_s=0.1)) as app:
         ann = telegram.user(11)
         photo = jpeg(seed=1)
         ann.photo(photo)

@@ -81,7 +81,7 @@ async def test_killed_bot_process_delivers_once_after_restart(
         ann.press(await ann.wait_menu(timeout=30), "st:monet-impression-sunrise")
         await ann.wait_text("🎨", timeout=15)
         proc.send_signal(signal.SIGKILL)  # mid-job, no goodbye
-        proc.wait(10)
+        await asyncio.to_thread(proc.wait, 10)
         assert not any(m.caption for m in ann.messages("photo"))
         proc = _spawn(env, log)
         [result] = await ann.wait_result(timeout=40)
@@ -91,7 +91,7 @@ async def test_killed_bot_process_delivers_once_after_restart(
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(15)
+            await asyncio.to_thread(proc.wait, 15)
         except subprocess.TimeoutExpired:
             proc.kill()
     text = log.read_text()
