@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -81,7 +82,16 @@ class _Run:
     ) -> None:
         if not styles:
             raise ValueError("stylize needs at least one style")
-        self.options, self.styles, self.progress, self.cancel = options, styles, progress, cancel
+        self.options, self.progress, self.cancel = options, progress, cancel
+        # Shrink each painting once to the largest size any scale needs (paintings are often
+        # several thousand px; resizing those at every scale is wasted work).
+        biggest = max(MIN_SIDE, round(options.size * options.style_scale))
+        self.styles = [
+            dataclasses.replace(s, image=_resize(s.image.convert("RGB"), biggest))
+            if max(s.image.size) > biggest
+            else s
+            for s in styles
+        ]
         self.cache = cache
         self.started = time.perf_counter()
         self.device = devices.pick_device(options.device)
@@ -89,7 +99,8 @@ class _Run:
         self.fmt = devices.memory_format(self.device, self.precision)
         self.weights = LossWeights.from_options(options)
         self.plan = plan(options)
-        self.seed = options.seed if options.seed is not None else int(torch.seed() % 2**31)
+        # A fresh seed when none is given, without reseeding torch's global generator.
+        self.seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.content_image = _resize(content.convert("RGB"), options.size)
         aspect = self.content_image.height / self.content_image.width
@@ -324,10 +335,9 @@ class _Run:
         previous: torch.Tensor | None = None
         self.opt_started = time.perf_counter()
         index = 0
-        done = 0.0
         while index < len(sides):
             costs = Plan(tuple(sides), tuple(steps), self.plan.tolerance).costs(self.aspect)
-            total = sum(costs)
+            total, done = sum(costs), sum(costs[:index])
             try:
                 previous = self.optimize_scale(
                     index + 1, sides[index], steps[index], previous, done, total
@@ -344,7 +354,15 @@ class _Run:
                 sides = [sides[i] for i in keep] + [smaller]
                 steps = [steps[i] for i in keep] + [steps[index]]
                 index = len(keep)
-                self.emit(stage="optimizing", message=message, size=smaller, fraction=0.0)
+                costs = Plan(tuple(sides), tuple(steps), self.plan.tolerance).costs(self.aspect)
+                self.emit(
+                    stage="optimizing",
+                    message=message,
+                    size=smaller,
+                    scale_index=index + 1,
+                    scale_count=len(sides),
+                    fraction=sum(costs[:index]) / sum(costs),
+                )
                 continue
             done += costs[index]
             index += 1

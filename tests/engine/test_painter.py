@@ -70,9 +70,7 @@ def test_other_inits_start_where_they_say(
 ) -> None:
     tiny_options.init = init  # type: ignore[assignment]
     tiny_options.scales, tiny_options.steps = (48,), 1  # one evaluation: the result is the start
-    pixels = torch.from_numpy(
-        np.asarray(stylize(photo, [StyleInput(painting)], tiny_options).image)
-    )
+    pixels = torch.from_numpy(np.array(stylize(photo, [StyleInput(painting)], tiny_options).image))
     if init == "gray":
         assert (pixels == 128).all()
     else:
