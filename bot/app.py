@@ -88,7 +88,7 @@ def build_application(
         .base_url(settings.base_url)
         .base_file_url(settings.base_file_url)
         .rate_limiter(AIORateLimiter(overall_max_rate=settings.max_rate, max_retries=2))
-        .concurrent_updates(64)
+        .concurrent_updates(32)
         # httpcore scans its whole pool for every request: PTB's default of 256 connections
         # made that scan most of the bot's CPU under load; 32 is plenty for one bot.
         .connection_pool_size(32)

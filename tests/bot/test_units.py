@@ -1,0 +1,132 @@
+"""The small pieces: translations complete, callback data within Telegram's limit, the store's
+persistence, Telegram error handling, and health/metrics and queue-down answers in a live bot."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import aiohttp
+import pytest
+from conftest import BotFactory, jpeg
+from fake_telegram import FakeTelegram
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
+
+from bot import keyboards, tg
+from bot.follow import bar, duration
+from bot.store import JobMessages, Store
+from bot.texts import EN, RU, pick_language, t
+from engine.queue import QueueUnavailable
+
+
+def test_every_text_exists_in_both_languages() -> None:
+    assert EN.keys() == RU.keys()
+    for key in EN:
+        assert EN[key].count("{") == RU[key].count("{"), key  # same placeholders
+    assert pick_language("ru") == "ru" and pick_language("uk-UA") == "ru"
+    assert pick_language("de") == "en" and pick_language(None) == "en"
+    assert t("ru", "queued", position=3, minutes=2) == "⏳ В очереди — №3, примерно 2 мин."
+
+
+def test_callback_data_fits_in_64_bytes() -> None:
+    class P:
+        def __init__(self, slug: str) -> None:
+            self.slug, self.title, self.artist = slug, slug.title(), "Someone"
+
+    paintings = [P(f"painting-{i}") for i in range(13)] + [P("a-very-long-slug-" * 5)]
+    for page in range(3):
+        markup = keyboards.styles("en", paintings, page)
+        for row in markup.inline_keyboard:
+            for button in row:
+                assert button.callback_data and len(str(button.callback_data).encode()) <= 64
+    long_data = keyboards.style_data(paintings[-1].slug)
+    assert long_data.startswith("sh:")
+    assert keyboards.slug_matches("sh", long_data[3:], paintings[-1].slug)
+    assert len(keyboards.cancel("ru", "f" * 32).inline_keyboard[0][0].callback_data or "") <= 64
+    with pytest.raises(ValueError, match="64 bytes"):
+        keyboards.data("x", "y" * 70)
+
+
+def test_store_survives_reopening(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.update(7, lang="ru", quality="high", keep_colors=True, awaiting_style=True)
+    store.save_image(7, "photo", b"jpeg-bytes")
+    store.set_job_messages("job1", 7, JobMessages(status_msg=10, preview_msg=11))
+    store.close()
+    again = Store(tmp_path)
+    prefs = again.user(7)
+    assert (prefs.lang, prefs.quality, prefs.keep_colors, prefs.awaiting_style) == (
+        "ru",
+        "high",
+        True,
+        True,
+    )
+    assert again.image(7, "photo") == b"jpeg-bytes"
+    assert again.job_messages("job1") == JobMessages(10, 11, False)
+    again.forget(7)
+    assert again.user(7).lang is None and again.image(7, "photo") is None
+    assert again.job_messages("job1") == JobMessages()
+
+
+def test_progress_formatting() -> None:
+    assert bar(0.0) == "░" * 10 and bar(0.5) == "▓" * 5 + "░" * 5 and bar(1.2) == "▓" * 10
+    assert duration(None) == "…" and duration(42) == "42 s" and duration(125) == "2:05"
+
+
+async def test_telegram_call_retries_and_classifies() -> None:
+    attempts: list[int] = []
+
+    async def flaky() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RetryAfter(0)
+        if len(attempts) == 2:
+            raise NetworkError("Bad Gateway")
+        return "ok"
+
+    assert await tg.call(flaky, backoff_s=0.01) == "ok" and len(attempts) == 3
+
+    async def not_modified() -> None:
+        raise BadRequest("Message is not modified: specified new message content …")
+
+    assert await tg.call(not_modified) is None
+
+    async def blocked() -> None:
+        raise Forbidden("Forbidden: bot was blocked by the user")
+
+    with pytest.raises(tg.Blocked):
+        await tg.call(blocked)
+
+    async def down() -> None:
+        raise NetworkError("Internal Server Error")
+
+    with pytest.raises(NetworkError):
+        await tg.call(down, attempts=2, backoff_s=0.01)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_health_endpoint_and_queue_unavailable(
+    telegram: FakeTelegram, start_bot: BotFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = _free_port()
+    async with start_bot(ORSAY_METRICS_PORT=str(port)) as app:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                assert r.status == 200 and (await r.json())["ok"] is True
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                assert "orsay_telegram_errors_total" in await r.text()
+        queue = app.bot_data["services"].queue
+
+        async def unavailable(request: object) -> tuple[str, int]:
+            raise QueueUnavailable("redis is restarting")
+
+        monkeypatch.setattr(queue, "submit", unavailable)
+        ann = telegram.user(501)
+        ann.photo(jpeg(seed=40))
+        ann.press(await ann.wait_menu(), "rnd")
+        await ann.wait_text("temporarily unavailable")
