@@ -3,32 +3,19 @@ the real application (build_application + PTB polling over HTTP) with a fast stu
 
 from __future__ import annotations
 
-import io
-import random
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bot_helpers import BotFactory
 from fake_telegram import TOKEN, FakeTelegram
 from painters import SizedPainter
-from PIL import Image
 
 from bot.app import build_application, running
 from bot.config import Settings, load_settings
 from engine.queue import JobQueue, Painter
-
-
-def jpeg(width: int = 96, height: int = 64, seed: int = 0, extra: bytes = b"") -> bytes:
-    """A small noisy JPEG (distinct per seed); `extra` is appended after the image data, where
-    decoders ignore it but the stub painter's markers see it."""
-    rng = random.Random(seed)
-    image = Image.new("RGB", (width, height), (rng.randrange(256), 80, 160))
-    image.putdata([(rng.randrange(256), rng.randrange(256), 90) for _ in range(width * height)])
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=85)
-    return buf.getvalue() + extra
 
 
 @pytest.fixture
@@ -53,9 +40,6 @@ def bot_env(
         "ORSAY_ADMINS": "1",
         "ORSAY_TELEGRAM_RATE": "0",
     }
-
-
-BotFactory = Callable[..., AbstractAsyncContextManager[Any]]
 
 
 @pytest.fixture

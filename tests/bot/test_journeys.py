@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import BotFactory, jpeg
+from bot_helpers import BotFactory, jpeg
 from fake_telegram import FakeTelegram, FakeUser
 from painters import SizedPainter
 

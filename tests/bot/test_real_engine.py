@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import BotFactory
+from bot_helpers import BotFactory
 from fake_telegram import FakeTelegram
 
 

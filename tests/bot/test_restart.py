@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BotFactory, jpeg
+from bot_helpers import BotFactory, jpeg
 from fake_telegram import TOKEN, FakeTelegram
 from painters import SizedPainter
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import BotFactory, jpeg
+from bot_helpers import BotFactory, jpeg
 from fake_telegram import FakeTelegram
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 

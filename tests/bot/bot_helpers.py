@@ -1,0 +1,25 @@
+"""Helpers the bot tests import by name (conftest.py itself is not importable reliably when
+several test folders each have one)."""
+
+from __future__ import annotations
+
+import io
+import random
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from PIL import Image
+
+BotFactory = Callable[..., AbstractAsyncContextManager[Any]]
+
+
+def jpeg(width: int = 96, height: int = 64, seed: int = 0, extra: bytes = b"") -> bytes:
+    """A small noisy JPEG (distinct per seed); `extra` is appended after the image data, where
+    decoders ignore it but the stub painter's markers see it."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", (width, height), (rng.randrange(256), 80, 160))
+    image.putdata([(rng.randrange(256), rng.randrange(256), 90) for _ in range(width * height)])
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=85)
+    return buf.getvalue() + extra
