@@ -27,12 +27,11 @@ from bot.config import Settings
 from bot.follow import Follower, resume
 from bot.services import Services
 from bot.store import Store
-from bot.texts import LANGUAGES, t
+from bot.texts import LANGUAGES
 from engine.queue import JobQueue, Painter, QueueLimits, open_queue
 
 log = logging.getLogger(__name__)
 COMMANDS = ("start", "help", "styles", "settings", "lang", "forget")
-COMMAND_KEYS = {"start": "start", "help": "help", "styles": "styles_caption"}
 MENU = {
     "en": {"start": "Welcome", "help": "How it works", "styles": "The gallery",
            "settings": "Quality, strength, colors", "lang": "Language",
@@ -204,6 +203,3 @@ def run(settings: Settings, webhook_url: str | None = None, port: int = 8443) ->
     else:
         app.run_polling(allowed_updates=Update.ALL_TYPES)
     return 0
-
-
-__all__ = ["build_application", "run", "running", "t"]

@@ -33,15 +33,22 @@ log = logging.getLogger(__name__)
 ALBUM_SETTLE_S = 0.8  # Telegram delivers an album as separate messages within a moment
 
 
+async def reply(update: Update, text: str, **kwargs: object) -> None:
+    """Answer in the chat the update came from."""
+    chat = update.effective_chat
+    assert chat is not None
+    await chat.send_message(text, **kwargs)  # type: ignore[arg-type]
+
+
 # -- commands ------------------------------------------------------------------------------
 
 
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    await update.effective_message.reply_text(t(lang_of(update, context), "start"))  # type: ignore[union-attr]
+    await reply(update, t(lang_of(update, context), "start"))
 
 
 async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    await update.effective_message.reply_text(t(lang_of(update, context), "help"))  # type: ignore[union-attr]
+    await reply(update, t(lang_of(update, context), "help"))
 
 
 async def styles(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -57,8 +64,8 @@ async def styles(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def lang_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    await update.effective_message.reply_text(  # type: ignore[union-attr]
-        t(lang_of(update, context), "lang_choose"), reply_markup=keyboards.languages()
+    await reply(
+        update, t(lang_of(update, context), "lang_choose"), reply_markup=keyboards.languages()
     )
 
 
@@ -66,9 +73,7 @@ async def settings_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     user, lang = update.effective_user, lang_of(update, context)
     assert user is not None
     prefs = services(context).store.user(user.id)
-    await update.effective_message.reply_text(  # type: ignore[union-attr]
-        t(lang, "settings_title"), reply_markup=keyboards.settings(lang, prefs)
-    )
+    await reply(update, t(lang, "settings_title"), reply_markup=keyboards.settings(lang, prefs))
 
 
 async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -88,7 +93,7 @@ async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         wait=duration(s.mean_wait_s),
         run=duration(s.mean_run_s),
     )
-    await update.effective_message.reply_text(text)  # type: ignore[union-attr]
+    await reply(update, text)
 
 
 async def forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -97,15 +102,15 @@ async def forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await svc.queue.forget(user.id)
     svc.store.forget(user.id)
     log_event(log, "user.forget", user_id=user.id)
-    await update.effective_message.reply_text(t(lang, "forgotten"))  # type: ignore[union-attr]
+    await reply(update, t(lang, "forgotten"))
 
 
 async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    await update.effective_message.reply_text(t(lang_of(update, context), "unknown_command"))  # type: ignore[union-attr]
+    await reply(update, t(lang_of(update, context), "unknown_command"))
 
 
 async def text_instead_of_photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    await update.effective_message.reply_text(t(lang_of(update, context), "text_instead"))  # type: ignore[union-attr]
+    await reply(update, t(lang_of(update, context), "text_instead"))
 
 
 # -- pictures ------------------------------------------------------------------------------
@@ -233,9 +238,7 @@ async def own_style(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     assert query is not None and user is not None
     services(context).store.update(user.id, awaiting_style=True)
     await query.answer()
-    await context.bot.send_message(
-        user.id if query.message is None else query.message.chat.id, t(lang, "send_style_now")
-    )
+    await reply(update, t(lang, "send_style_now"))
 
 
 async def show_settings(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -294,17 +297,14 @@ async def another_style(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     assert query is not None and user is not None
     lang = lang_of(update, context)
     await query.answer()
-    chat_id = query.message.chat.id if query.message else user.id
     if svc.store.image(user.id, "photo") is None:
-        await context.bot.send_message(chat_id, t(lang, "no_photo"))
+        await reply(update, t(lang, "no_photo"))
         return
-    await context.bot.send_message(
-        chat_id, t(lang, "pick_style"), reply_markup=keyboards.styles(lang, svc.paintings)
-    )
+    await reply(update, t(lang, "pick_style"), reply_markup=keyboards.styles(lang, svc.paintings))
 
 
 async def repaint(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """ "Stronger", "Gentler", "Keep colors": change the setting, repaint the last photo + style."""
+    """Stronger / Gentler / Keep colors: change that setting, repaint the last photo + style."""
     svc, query, user = services(context), update.callback_query, update.effective_user
     assert query is not None and query.data is not None and user is not None
     prefs, change = svc.store.user(user.id), query.data.split(":")[1]
@@ -315,10 +315,7 @@ async def repaint(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         svc.store.update(user.id, keep_colors=not prefs.keep_colors)
     await query.answer()
     if prefs.last_style is None:
-        await context.bot.send_message(
-            query.message.chat.id if query.message else user.id,
-            t(lang_of(update, context), "no_photo"),
-        )
+        await reply(update, t(lang_of(update, context), "no_photo"))
         return
     await _paint_stored_photo(update, context, prefs.last_style)
 
