@@ -34,6 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--style", default=str(SHARED / "artworks" / "van-gogh-starry-night.jpg"))
     p.add_argument("--quality", default="balanced", help="default run's quality preset")
     p.add_argument("--precision", default="auto", help="default run's precision")
+    p.add_argument("--scales", default="", help="tuning: override the default run's scales")
     p.add_argument("--classic-steps", type=int, default=300)
     p.add_argument("--classic-precision", default="fp32", help="the classic baseline is fp32")
     p.add_argument("--seed", type=int, default=0)
@@ -72,7 +73,10 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             precision=args.classic_precision,
         )
     else:
-        options = StylizeOptions(**common, quality=args.quality, precision=args.precision)
+        scales = tuple(int(v) for v in args.scales.split(",")) if args.scales else None
+        options = StylizeOptions(
+            **common, quality=args.quality, precision=args.precision, scales=scales
+        )
     curve: list[tuple[int, int, float, float]] = []
     began = time.perf_counter()
 

@@ -39,6 +39,7 @@ ProgressFn = Callable[[ProgressEvent], None]
 ADAM_LR = 0.02  # pixels live in [0, 1]; Gatys-Adam recipes use 1-10 on a 0-255 scale
 OOM_SHRINK = 0.75  # each out-of-memory retry drops the size by a quarter
 MIN_SIDE = 32
+DETAIL_TRANSFER = True  # see _Run.initial; measured in bench/engine_speed.py
 
 
 def _to_tensor(image: Image.Image, device: torch.device) -> torch.Tensor:
@@ -54,6 +55,14 @@ def _to_image(tensor: torch.Tensor) -> Image.Image:
 def _resize(image: Image.Image, long_side: int) -> Image.Image:
     size = fit(image.width, image.height, long_side)
     return image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)
+
+
+def _upsample(image: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(image, size=like.shape[-2:], mode="bicubic", align_corners=False)
+
+
+def _downsample(image: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(image, size=like.shape[-2:], mode="bilinear", antialias=True)
 
 
 def _check(cancel: threading.Event | None) -> None:
@@ -201,13 +210,15 @@ class _Run:
         return _to_tensor(_resize(self.content_image, side), self.device)
 
     def initial(self, content: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
-        if previous is not None:
-            size = content.shape[-2:]
-            return F.interpolate(previous, size=size, mode="bicubic", align_corners=False).clamp(
-                0, 1
-            )
         if self.options.preserve_colors == "luminance":
             content = color.luminance(content)
+        if previous is not None:
+            up = _upsample(previous, content)
+            if self.options.extra.get("detail_transfer", DETAIL_TRANSFER):
+                # Laplacian-pyramid step: add back the photo's detail that the coarse scale
+                # could not hold, so the new scale starts sharp rather than blurred.
+                up = up + content - _upsample(_downsample(content, previous), content)
+            return up.clamp(0, 1)
         if self.options.init == "noise":
             noise = torch.rand(content.shape, generator=self.generator).to(self.device)
             return noise

@@ -27,10 +27,10 @@ def test_small_targets_run_one_scale() -> None:
 
 def test_balanced_384_schedule_puts_most_iterations_at_small_scales() -> None:
     p = plan(StylizeOptions(size=384))
-    assert p.sides == (128, 168, 222, 292, 384)
+    assert p.sides == (128, 222, 384)
     assert list(p.steps) == sorted(p.steps, reverse=True)
-    assert p.steps[0] > 3 * p.steps[-1]
-    assert sum(p.steps[:2]) > sum(p.steps[2:])
+    assert p.steps[0] > p.steps[-1]
+    assert sum(p.steps[:-1]) > 2 * p.steps[-1]
     assert p.tolerance > 0
 
 
@@ -40,7 +40,7 @@ def test_quality_presets_order_by_work() -> None:
         for q in ("fast", "balanced", "high")
     }
     assert work["fast"] < work["balanced"] < work["high"]
-    assert len(plan(StylizeOptions(size=512, quality="fast")).sides) < len(
+    assert len(plan(StylizeOptions(size=512, quality="high")).sides) > len(
         plan(StylizeOptions(size=512)).sides
     )
 
@@ -53,7 +53,7 @@ def test_classic_recipe_is_one_full_scale_without_early_stop() -> None:
 def test_overrides() -> None:
     p = plan(StylizeOptions(size=256, scales=(512, 128), steps=None))
     assert p.sides == (128, 256)  # sorted and capped at the output size
-    assert plan(StylizeOptions(size=256, steps=9)).steps == (9, 9, 9)
+    assert plan(StylizeOptions(size=256, steps=9)).steps == (9, 9)
     assert plan(StylizeOptions(size=256, extra={"tolerance": 0.0})).tolerance == 0.0
 
 
