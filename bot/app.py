@@ -13,7 +13,6 @@ from urllib.parse import urlparse
 
 from telegram import BotCommand, Update
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
@@ -25,6 +24,7 @@ from telegram.ext import (
 from bot import handlers
 from bot.config import Settings
 from bot.follow import Follower, resume
+from bot.pacing import ForegroundFirstLimiter
 from bot.services import Services
 from bot.store import Store
 from bot.texts import LANGUAGES
@@ -86,7 +86,7 @@ def build_application(
         .token(settings.token)
         .base_url(settings.base_url)
         .base_file_url(settings.base_file_url)
-        .rate_limiter(AIORateLimiter(overall_max_rate=settings.max_rate, max_retries=2))
+        .rate_limiter(ForegroundFirstLimiter(settings.max_rate, max_retries=2))
         .concurrent_updates(32)
         # httpcore scans its whole pool for every request: PTB's default of 256 connections
         # made that scan most of the bot's CPU under load; 32 is plenty for one bot.

@@ -14,9 +14,11 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
-from telegram import Bot, InlineKeyboardMarkup, InputMediaPhoto, Message
+from telegram import InlineKeyboardMarkup, InputMediaPhoto, Message
 from telegram.error import BadRequest, TelegramError
+from telegram.ext import ExtBot
 
 from bot import keyboards
 from bot.store import JobMessages, Store
@@ -27,6 +29,7 @@ from engine.queue import Job, JobEvent, JobQueue
 
 log = logging.getLogger(__name__)
 EDIT_INTERVAL_S = 3.0
+BG: dict[str, Any] = {"rate_limit_args": True}  # background: user replies go first (bot.pacing)
 QUIET_S = 1.0  # a job done this fast gets no status or preview messages, just its result
 BAR_WIDTH = 10
 _END = None  # end-of-stream marker in a follower's inbox
@@ -62,7 +65,9 @@ class Follower:
     """Starts and tracks one delivery task per job; `close()` stops them (jobs stay undelivered
     in the queue, so the next start resumes them)."""
 
-    def __init__(self, bot: Bot, queue: JobQueue, store: Store, pacer: ChatPacer | None = None):
+    def __init__(
+        self, bot: ExtBot[Any], queue: JobQueue, store: Store, pacer: ChatPacer | None = None
+    ):
         self.bot, self.queue, self.store = bot, queue, store
         self.pacer = pacer or ChatPacer()
         self.quiet_s = QUIET_S
@@ -224,14 +229,14 @@ class Delivery:
             try:
                 await call(
                     lambda: bot.edit_message_text(
-                        text, chat_id=chat, message_id=msg_id, reply_markup=markup
+                        text, chat_id=chat, message_id=msg_id, reply_markup=markup, **BG
                     )
                 )
                 self.shown = (text, markup)
                 return
             except BadRequest:  # the user deleted it, or it is too old: start a new one
                 pass
-        message = await call(lambda: bot.send_message(chat, text, reply_markup=markup))
+        message = await call(lambda: bot.send_message(chat, text, reply_markup=markup, **BG))
         self.shown = (text, markup)
         if isinstance(message, Message):
             self.messages.status_msg = message.message_id
@@ -243,11 +248,11 @@ class Delivery:
             with contextlib.suppress(BadRequest):
                 await call(
                     lambda: bot.edit_message_media(
-                        InputMediaPhoto(image), chat_id=chat, message_id=msg_id
+                        InputMediaPhoto(image), chat_id=chat, message_id=msg_id, **BG
                     )
                 )
                 return
-        message = await call(lambda: bot.send_photo(chat, image, disable_notification=True))
+        message = await call(lambda: bot.send_photo(chat, image, disable_notification=True, **BG))
         if isinstance(message, Message):
             self.messages.preview_msg = message.message_id
             self._save()
@@ -273,10 +278,10 @@ class Delivery:
         ).replace(" — \n", "\n")
         image = event.result
         markup = keyboards.result(self.lang, keep_colors)
-        await call(lambda: bot.send_photo(chat, image, caption=caption, reply_markup=markup))
+        await call(lambda: bot.send_photo(chat, image, caption=caption, reply_markup=markup, **BG))
         if meta.get("as_file"):
             name = f"orsay-{meta.get('slug') or 'own'}.jpg"
-            await call(lambda: bot.send_document(chat, image, filename=name))
+            await call(lambda: bot.send_document(chat, image, filename=name, **BG))
         self.messages.sent = True
         self._save()
         log_event(log, "job.delivered", job=self.job_id, user_id=self.job.request.user_id)
@@ -299,7 +304,7 @@ class Delivery:
         for msg_id in ids:
             if msg_id is not None:
                 with contextlib.suppress(TelegramError, Blocked):
-                    await self.f.bot.delete_message(self.chat_id, msg_id)
+                    await self.f.bot.delete_message(self.chat_id, msg_id, **BG)
 
     async def _finish(self) -> None:
         await self.f.queue.acknowledge(self.job_id)

@@ -72,6 +72,7 @@ async def test_killed_bot_process_delivers_once_after_restart(
         "ORSAY_PAINTER": "painters:slow",
         "PYTHONPATH": str(Path(__file__).parent),
         "ORSAY_LOG_LEVEL": "DEBUG",
+        "ORSAY_TELEGRAM_RATE": "30",  # the production pace (bot.pacing), not the tests' "off"
     }
     log = tmp_path / "bot.log"
     ann = telegram.user(203)

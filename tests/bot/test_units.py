@@ -3,7 +3,9 @@ persistence, Telegram error handling, and health/metrics and queue-down answers 
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
 from pathlib import Path
 
 import aiohttp
@@ -14,6 +16,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 
 from bot import keyboards, tg
 from bot.follow import bar, duration
+from bot.pacing import ForegroundFirstLimiter
 from bot.store import JobMessages, Store
 from bot.texts import EN, RU, pick_language, t
 from engine.queue import QueueUnavailable
@@ -130,3 +133,38 @@ async def test_health_endpoint_and_queue_unavailable(
         ann.photo(jpeg(seed=40))
         ann.press(await ann.wait_menu(), "rnd")
         await ann.wait_text("temporarily unavailable")
+
+
+async def test_pacing_puts_user_replies_before_background_deliveries() -> None:
+    limiter = ForegroundFirstLimiter(rate=20)
+    order: list[str] = []
+
+    async def send(name: str) -> bool:
+        order.append(name)
+        return True
+
+    async def request(name: str, background: bool) -> None:
+        data = {"chat_id": 1}
+        await limiter.process_request(send, (name,), {}, "sendMessage", data, background)
+
+    started = time.monotonic()
+    jobs = [asyncio.create_task(request(f"bg{i}", True)) for i in range(30)]
+    await asyncio.sleep(0.01)  # the burst allowance (20) is spent on background sends
+    jobs.append(asyncio.create_task(request("reply", False)))
+    await asyncio.gather(*jobs)
+    assert order.index("reply") == 20  # first in line as soon as a token is free
+    assert 0.45 < time.monotonic() - started < 1.5  # 11 sends past the burst at 20/s
+
+    calls = 0
+
+    async def flooded() -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RetryAfter(1)
+        return True
+
+    t0 = time.monotonic()
+    assert await limiter.process_request(flooded, (), {}, "sendMessage", {"chat_id": 1}, None)
+    assert calls == 2 and time.monotonic() - t0 >= 1.0  # waited out retry_after
+    await limiter.shutdown()
