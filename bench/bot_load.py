@@ -5,7 +5,7 @@ API server from tests/bot, which runs here with the simulated users. Reported, f
 clock: time to first reply to the photo (the painting keyboard) and to the button press
 (answerCallbackQuery), p50/p99, and lost jobs (a choice that never got its result).
 
-    .venv/bin/python bench/bot_load.py [--users 200] [--rate 50] [--telegram-rate 30]
+    .venv/bin/python bench/bot_load.py [--users 200] [--rate 20] [--telegram-rate 30]
 
 `--rate` spreads arrivals (Poisson, users/s; 0 = all at once). `--telegram-rate` is the bot's
 ORSAY_TELEGRAM_RATE, its global send pace (Telegram's 30 msg/s; 0 = off).
@@ -153,7 +153,7 @@ async def run(args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=200)
-    parser.add_argument("--rate", type=float, default=50.0, help="arrivals per second, 0 = burst")
+    parser.add_argument("--rate", type=float, default=20.0, help="arrivals per second, 0 = burst")
     parser.add_argument("--telegram-rate", type=int, default=30)
     parser.add_argument("--profile", help="write a cProfile of the bot process here")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a result")
