@@ -49,6 +49,10 @@ def register(subparsers: Any) -> None:
         "--job-timeout", type=float, default=_env_float("ORSAY_JOB_TIMEOUT", 3600.0)
     )
     parser.add_argument(
+        "--poll", type=float, default=_env_float("ORSAY_WORKER_POLL", 0.2),
+        help="seconds between looks at the queue when idle",
+    )  # fmt: skip
+    parser.add_argument(
         "--stub-painter", action="store_true", help="fake painter for tests and benchmarks"
     )
     parser.add_argument("--stub-steps", type=int, default=4)
@@ -82,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         lease_s=args.lease,
         job_timeout_s=args.job_timeout,
         grace_s=_env_float("ORSAY_SHUTDOWN_GRACE", 30.0),
+        poll_s=args.poll,
     )
     asyncio.run(serve(config, painter))
     return 0

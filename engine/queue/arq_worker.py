@@ -240,9 +240,11 @@ class PaintTask:
 
 
 async def _heartbeat(redis: Any, name: str) -> None:
+    """Tell `stats()` this worker is alive, and keep the queue-length gauge of /metrics fresh."""
     while True:
         with contextlib.suppress(*DOWN_ERRORS):
             await redis.zadd(rs.WORKERS, {name: time.time()})
+            metrics.QUEUE_LENGTH.set(await redis.zcard(rs.QUEUED))
         await asyncio.sleep(5)
 
 
