@@ -223,3 +223,37 @@ async def test_redis_down_refuses_fast_and_loses_nothing(redis_server: RedisServ
         if handle is not None:
             await handle.close()
         await queue.close()
+
+
+async def test_redis_worker_serves_health_and_metrics(
+    redis_server: RedisServer, workers: list[subprocess.Popen[str]]
+) -> None:
+    import json
+    import urllib.request
+
+    from queue_helpers import free_port
+
+    port = free_port()
+    env_port = {"ORSAY_METRICS_PORT": str(port)}
+    queue = open_queue(redis_server.url)
+    await queue.start()
+    try:
+        cmd = [sys.executable, "-m", "engine.cli", "worker", "--queue", redis_server.url]
+        workers.append(
+            subprocess.Popen([*cmd, "--stub-painter"], env={**child_env(), **env_port}, text=True)
+        )
+        job_id, _ = await queue.submit(request())
+        assert (await outcome(queue, job_id))[-1].kind == "done"
+
+        def get(path: str) -> tuple[int, str]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+                return reply.status, reply.read().decode()
+
+        status, body = await asyncio.to_thread(get, "/healthz")
+        health = json.loads(body)
+        assert status == 200 and health["ok"] is True and health["queue"] == "ok"
+        status, text = await asyncio.to_thread(get, "/metrics")
+        assert 'orsay_jobs_total{state="done"} 1.0' in text
+        assert "orsay_job_run_seconds_count 1.0" in text
+    finally:
+        await queue.close()
