@@ -30,7 +30,7 @@ from engine.errors import Cancelled
 from engine.losses import GatysLoss, LossWeights, Targets, blend_targets, style_statistics
 from engine.model import VGGFeatures, load_features, weights_identity
 from engine.options import ProgressEvent, StyleInput, StylizeOptions, StylizeResult
-from engine.schedule import EARLY_STOP_WINDOW, Plan, fit, plan
+from engine.schedule import EARLY_STOP_WINDOW, MIN_STEPS_BEFORE_STOP, Plan, fit, plan
 from engine.style_cache import StyleCache, default_cache, make_key
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ ProgressFn = Callable[[ProgressEvent], None]
 ADAM_LR = 0.02  # pixels live in [0, 1]; Gatys-Adam recipes use 1-10 on a 0-255 scale
 OOM_SHRINK = 0.75  # each out-of-memory retry drops the size by a quarter
 MIN_SIDE = 32
+COARSE_CONTENT_BOOST = 0.0  # exponent; see _Run.objective
 DETAIL_TRANSFER = True  # see _Run.initial; measured in bench/engine_speed.py
 
 
@@ -202,9 +203,15 @@ class _Run:
         seen = color.luminance(content) if self.options.preserve_colors == "luminance" else content
         with torch.no_grad(), devices.autocast(self.device, precision):
             feats = net(seen.contiguous(memory_format=self.fmt), self.weights.content_layers)
-        return GatysLoss(
-            net, self.weights, feats, self.style_targets(net, side, content, precision)
-        )
+        weights = self.weights
+        boost = float(self.options.extra.get("coarse_content_boost", COARSE_CONTENT_BOOST))
+        if boost and side < self.options.size:
+            # Coarse scales lean towards style (their layout is all the next scale keeps), so
+            # the final scale starts farther from the photo than a one-scale run; a stronger
+            # content pull there, fading to 1x at full size, keeps them in the same basin.
+            factor = (self.options.size / side) ** boost
+            weights = dataclasses.replace(weights, content=weights.content * factor)
+        return GatysLoss(net, weights, feats, self.style_targets(net, side, content, precision))
 
     def content_at(self, side: int) -> torch.Tensor:
         return _to_tensor(_resize(self.content_image, side), self.device)
@@ -312,7 +319,7 @@ class _Run:
     def _stalled(self, history: list[float]) -> bool:
         """Relative improvement over the last EARLY_STOP_WINDOW steps below the tolerance."""
         tol = self.plan.tolerance
-        if tol <= 0 or len(history) <= EARLY_STOP_WINDOW:
+        if tol <= 0 or len(history) < max(MIN_STEPS_BEFORE_STOP, EARLY_STOP_WINDOW + 1):
             return False
         before, now = history[-EARLY_STOP_WINDOW - 1], history[-1]
         return (before - now) <= tol * abs(before)

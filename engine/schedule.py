@@ -14,18 +14,20 @@ from engine.options import StylizeOptions
 
 BASE_SIDE = 128
 
-# quality -> (scale ratio, steps at the coarsest scale, steps at the final scale, tolerance).
-# Steps fall geometrically from first to last. Early stop ends a scale when the loss improved by
-# less than `tolerance` (relative) over the last EARLY_STOP_WINDOW steps.
-# Why ratio 2 and a heavy last scale (bench/engine_speed.py, 384 px, VGG16 fixture): every
-# upsampling throws the full-resolution loss back up (fine texture is lost), and recovering
-# takes ~20-40 L-BFGS steps whatever the ratio, so fewer, larger jumps win; √2 spacing
-# (128-168-222-292-384, 150→30 steps) ended at a 25% higher loss than 128-256-384 for the same time.
-QUALITY: dict[str, tuple[float, int, int, float]] = {
-    "fast": (2.0, 100, 40, 3e-3),
-    "balanced": (2.0, 150, 80, 1e-3),
-    "high": (math.sqrt(2), 200, 150, 3e-4),
+# quality -> (scale ratio, steps at the coarsest scale, at each middle scale, at the final
+# scale, tolerance). Early stop ends a scale when the loss improved by less than `tolerance`
+# (relative) over the last EARLY_STOP_WINDOW steps, never before MIN_STEPS_BEFORE_STOP.
+# Why ratio 2 and a heavy last scale (bench/engine_speed.py, 384 px, VGG16 fixture, CPU): each
+# upsampling throws the full-resolution loss back up (fine texture is lost) and recovering takes
+# ~20-40 L-BFGS steps whatever the ratio, so fewer, larger jumps win, and the final loss is set
+# by how many steps run at full size: √2 spacing (128-168-222-292-384, 150→30 steps) ended 25%
+# above 128-256-384 with 150/60/80, and 100/50/100 was lower again in less time.
+QUALITY: dict[str, tuple[float, int, int, int, float]] = {
+    "fast": (2.0, 80, 30, 50, 3e-3),
+    "balanced": (2.0, 100, 50, 100, 1e-3),
+    "high": (math.sqrt(2), 200, 80, 200, 3e-4),
 }
+MIN_STEPS_BEFORE_STOP = 30  # L-BFGS barely moves in its first steps; that is not convergence
 EARLY_STOP_WINDOW = 10
 
 
@@ -48,16 +50,16 @@ def geometric_sides(target: int, ratio: float, base: int = BASE_SIDE) -> tuple[i
     return tuple(round(base * (target / base) ** (i / count)) for i in range(count + 1))
 
 
-def split_steps(first: int, last: int, count: int) -> tuple[int, ...]:
+def split_steps(first: int, middle: int, last: int, count: int) -> tuple[int, ...]:
     if count == 1:
         return (last,)
-    return tuple(round(first * (last / first) ** (i / (count - 1))) for i in range(count))
+    return (first, *(middle,) * (count - 2), last)
 
 
 def plan(options: StylizeOptions) -> Plan:
     """`scales`/`steps` override the quality preset; an explicit `scales` keeps its order but is
     capped at `size`. With `steps` alone, every scale of the preset runs that many steps."""
-    ratio, first, last, tolerance = QUALITY[options.quality]
+    ratio, first, middle, last, tolerance = QUALITY[options.quality]
     if options.scales:
         sides = tuple(sorted({min(int(s), options.size) for s in options.scales}))
     else:
@@ -70,7 +72,7 @@ def plan(options: StylizeOptions) -> Plan:
     elif options.steps is not None:
         steps = (int(options.steps),) * len(sides)
     else:
-        steps = split_steps(first, last, len(sides))
+        steps = split_steps(first, middle, last, len(sides))
     if options.scales and options.steps is not None:
         tolerance = float(options.extra.get("tolerance", 0.0))  # explicit recipe: run it all
     else:
