@@ -38,6 +38,7 @@ from engine.queue import (  # noqa: E402
     JobQueue,
     JobRequest,
     QueueLimits,
+    QueueUnavailable,
     StyleChoice,
     TooManyActiveJobs,
     open_queue,
@@ -52,6 +53,7 @@ class Tally:
     terminal: dict[str, list[str]] = field(default_factory=dict)
     accepted: list[str] = field(default_factory=list)
     refused: int = 0
+    unavailable: int = 0
 
 
 def pct(values: list[float], q: float) -> float:
@@ -87,6 +89,10 @@ async def submit(queue: JobQueue, user: int, n: int, tally: Tally) -> str:
         except TooManyActiveJobs:  # the closed loop below never hits it; counted if it does
             tally.refused += 1
             await asyncio.sleep(0.05)
+            continue
+        except QueueUnavailable:  # what a user would be told; counted, then tried again
+            tally.unavailable += 1
+            await asyncio.sleep(0.5)
             continue
         tally.submit_s.append(time.perf_counter() - started)
         tally.accepted.append(job_id)
@@ -183,6 +189,7 @@ async def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> 
         "jobs_lost": len(lost),
         "delivered_twice": sum(len(k) > 1 for k in outcomes),
         "refused": tally.refused,
+        "unavailable": tally.unavailable,
         "burst_submits": burst_size,
         "burst_submits_per_s": round(burst_size / burst_s, 1),
         "overall_submits_per_s": round(len(tally.accepted) / total_s, 1),

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 from typing import Any
 
 log = logging.getLogger("orsay.worker")
@@ -110,7 +111,8 @@ async def serve(config: Any, painter: Any) -> None:
                 return  # a signal: arq has already waited for / handed back the running job
             except DOWN_ERRORS as exc:
                 log.warning("Redis unreachable (%s); retrying in %.0f s", exc, delay)
-                await asyncio.sleep(delay)
+                if await _signalled_within(delay):
+                    return
                 delay = min(delay * 2, 30.0)
             finally:
                 try:
@@ -120,6 +122,19 @@ async def serve(config: Any, painter: Any) -> None:
     finally:
         if health is not None:
             await health.cleanup()
+
+
+async def _signalled_within(seconds: float) -> bool:
+    """Sleep, but wake for SIGTERM/SIGINT: arq's own handlers only stop a running worker."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
 
 
 async def _start_health(url: str) -> Any:

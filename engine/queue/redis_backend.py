@@ -20,7 +20,7 @@ from typing import Any
 from arq.connections import ArqRedis
 from arq.jobs import Job as ArqJob
 from redis import exceptions as redis_errors
-from redis.asyncio import ConnectionPool
+from redis.asyncio import BlockingConnectionPool
 
 from engine.observability import metrics
 from engine.queue import redis_store as rs
@@ -50,12 +50,20 @@ DOWN_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 JOB_EXPIRES = timedelta(days=30)  # arq drops a job key older than this; our queue is bounded
 BLOCK_MS = 2000
 WORKER_ALIVE_S = 30.0
+FOLLOWERS_MAX = 4096  # jobs followed at once (Redis allows 10,000 clients by default)
 
 
-def connect(url: str) -> ArqRedis:
-    """An arq-capable client that fails fast when Redis is unreachable (no hanging submits)."""
-    pool = ConnectionPool.from_url(
-        url, socket_connect_timeout=1.0, socket_timeout=BLOCK_MS / 1000 + 3, max_connections=256
+def connect(url: str, *, max_connections: int = 256, wait_s: float | None = 5.0) -> ArqRedis:
+    """An arq-capable client that fails fast when Redis is unreachable (no hanging submits).
+
+    A blocking pool: under a burst, callers wait up to `wait_s` for a free connection instead of
+    failing with "too many connections" (which would read as Redis being down)."""
+    pool = BlockingConnectionPool.from_url(
+        url,
+        socket_connect_timeout=1.0,
+        socket_timeout=BLOCK_MS / 1000 + 3,
+        max_connections=max_connections,
+        timeout=wait_s,
     )
     return ArqRedis(pool)
 
@@ -109,6 +117,7 @@ class RedisQueue:
         # Any: redis-py's async stubs type every reply as `T | Awaitable[T]`
         self._redis: Any = None
         self._scripts: dict[str, Any] = {}
+        self._follow: Any = None  # followers block in XREAD, one connection each: own pool
 
     @property
     def redis(self) -> Any:
@@ -119,6 +128,7 @@ class RedisQueue:
     async def start(self) -> None:
         """Connects lazily: a bot may start while Redis is still down and recover later."""
         self._redis = connect(self.url)
+        self._follow = connect(self.url, max_connections=FOLLOWERS_MAX, wait_s=None)
         for name in ("SUBMIT", "UNSUBMIT", "CANCEL"):
             self._scripts[name] = self._redis.register_script(getattr(rs, name))
         try:
@@ -127,9 +137,10 @@ class RedisQueue:
             log.warning("Redis at %s is unreachable; will keep trying", self.url.split("@")[-1])
 
     async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose(close_connection_pool=True)
-            self._redis = None
+        for client in (self._redis, self._follow):
+            if client is not None:
+                await client.aclose(close_connection_pool=True)
+        self._redis = self._follow = None
 
     # -- the seam --------------------------------------------------------------------------
 
@@ -221,7 +232,9 @@ class RedisQueue:
                         yield event
                     if replay and replay[-1].terminal:
                         return
-                reply = await self.redis.xread(
+                if self._follow is None:
+                    raise QueueUnavailable("the queue is closed")
+                reply = await self._follow.xread(
                     {stream: last_id, rs.LINE: line_id}, block=BLOCK_MS, count=100
                 )
                 backoff = 0.2
