@@ -14,11 +14,12 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from arq.connections import ArqRedis
 from arq.jobs import Job as ArqJob
+from arq.jobs import serialize_job
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool
 
@@ -50,6 +51,7 @@ DOWN_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 JOB_EXPIRES = timedelta(days=30)  # arq drops a job key older than this; our queue is bounded
 BLOCK_MS = 2000
 WORKER_ALIVE_S = 30.0
+POSITION_EVERY_S = 1.0  # a chat cannot show position changes faster anyway
 FOLLOWERS_MAX = 4096  # jobs followed at once (Redis allows 10,000 clients by default)
 
 
@@ -129,7 +131,7 @@ class RedisQueue:
         """Connects lazily: a bot may start while Redis is still down and recover later."""
         self._redis = connect(self.url)
         self._follow = connect(self.url, max_connections=FOLLOWERS_MAX, wait_s=None)
-        for name in ("SUBMIT", "UNSUBMIT", "CANCEL"):
+        for name in ("SUBMIT", "CANCEL"):
             self._scripts[name] = self._redis.register_script(getattr(rs, name))
         try:
             await self._redis.ping()
@@ -147,6 +149,7 @@ class RedisQueue:
     async def submit(self, request: JobRequest) -> tuple[str, int]:
         job_id = uuid.uuid4().hex
         now = time.time()
+        now_ms = int(now * 1000)
         keys = [
             rs.job_key(job_id),
             rs.QUEUED,
@@ -154,36 +157,28 @@ class RedisQueue:
             rs.user_key(request.user_id),
             rs.UNDELIVERED,
             rs.LINE,
+            rs.arq_job_key(job_id),
+            rs.ARQ_QUEUE,
         ]
         args = [
             job_id,
             self.limits.per_user,
             self.limits.max_queue,
-            int(now * 1000),
+            now_ms,
             repr(now),
             request.user_id,
             request.chat_id,
             encode_request(request),
             encode_request(strip_request(request)),
+            serialize_job(rs.TASK, (job_id,), {}, None, now_ms),
+            int(JOB_EXPIRES.total_seconds() * 1000),
         ]
         with unavailable_on_error():
-            position, score = await self._scripts["SUBMIT"](keys=keys, args=args)
+            position, _ = await self._scripts["SUBMIT"](keys=keys, args=args)
         if position == -1:
             raise TooManyActiveJobs(self.limits.per_user)
         if position == -2:
             raise QueueFull(self.limits.max_queue)
-        try:
-            await self.redis.enqueue_job(
-                rs.TASK,
-                job_id,
-                _job_id=job_id,
-                _defer_until=datetime.fromtimestamp(int(score) / 1000, tz=UTC),
-                _expires=JOB_EXPIRES,
-            )
-        except DOWN_ERRORS as exc:  # accepted by us, not by arq: take it back, tell the caller
-            with contextlib.suppress(*DOWN_ERRORS):
-                await self._scripts["UNSUBMIT"](keys=[*keys[:5], rs.ARQ_QUEUE], args=[job_id])
-            raise QueueUnavailable("the job queue (Redis) is unreachable") from exc
         metrics.JOBS.labels(state="queued").inc()
         return job_id, int(position)
 
@@ -215,12 +210,16 @@ class RedisQueue:
         return bool(outcome)
 
     async def events(self, job_id: str) -> AsyncIterator[JobEvent]:
+        """Replay, then follow the job's stream. While the job waits, the shared `orsay:line`
+        stream says when the line moved; the position is re-read at most every
+        POSITION_EVERY_S, so hundreds of followers do not all query Redis on every submit."""
         backoff = 0.2
         stream = rs.events_key(job_id)
         last_id: bytes | str | None = None
         line_id: bytes | str = "$"
         state: str | None = None
         position: int | None = None
+        line_moved, checked_at = False, 0.0
         while True:
             try:
                 if last_id is None:  # replay the current state, then follow from there
@@ -228,22 +227,29 @@ class RedisQueue:
                     if snapshot is None:
                         return
                     replay, state, position, last_id, line_id = snapshot
+                    checked_at = time.monotonic()
                     for event in replay:
                         yield event
                     if replay and replay[-1].terminal:
                         return
                 if self._follow is None:
                     raise QueueUnavailable("the queue is closed")
-                reply = await self._follow.xread(
-                    {stream: last_id, rs.LINE: line_id}, block=BLOCK_MS, count=100
-                )
+                streams: dict[str, bytes | str] = {stream: last_id}
+                block = BLOCK_MS
+                if state == JobState.QUEUED:
+                    if line_moved:  # already know; wake when the next check is due
+                        due = checked_at + POSITION_EVERY_S - time.monotonic()
+                        block = max(1, min(BLOCK_MS, int(due * 1000)))
+                    else:
+                        streams[rs.LINE] = line_id
+                reply = await self._follow.xread(streams, block=block, count=100)
                 backoff = 0.2
                 if not reply and not await self.redis.exists(rs.job_key(job_id)):
                     yield JobEvent(job_id, "cancelled")  # forgotten while we listened
                     return
                 for name, entries in reply or []:
                     if _text(name) == rs.LINE:
-                        line_id = entries[-1][0]
+                        line_id, line_moved = entries[-1][0], True
                         continue
                     for entry_id, fields in entries:
                         last_id = entry_id
@@ -260,7 +266,9 @@ class RedisQueue:
                         yield event
                         if event.terminal:
                             return
-                if state == JobState.QUEUED:
+                due = time.monotonic() - checked_at >= POSITION_EVERY_S
+                if state == JobState.QUEUED and line_moved and due:
+                    line_moved, checked_at = False, time.monotonic()
                     moved = await self._position_event(job_id, position)
                     if moved is not None:
                         position = moved.position

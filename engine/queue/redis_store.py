@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from arq.constants import default_queue_name
+from arq.constants import default_queue_name, job_key_prefix
 
 ARQ_QUEUE = default_queue_name
 QUEUED = "orsay:queued"
@@ -36,6 +36,10 @@ TASK = "paint"
 
 def job_key(job_id: str) -> str:
     return f"orsay:job:{job_id}"
+
+
+def arq_job_key(job_id: str) -> str:
+    return job_key_prefix + job_id
 
 
 def events_key(job_id: str) -> str:
@@ -72,8 +76,12 @@ local function leave_line(queued, arqq, active, id)
 end
 """
 
-# KEYS: job, queued, active, user, undelivered, line
-# ARGV: id, per_user, max_queue, now_ms, created_at, user_id, chat_id, request, summary
+# The arq job is written here too, in arq's own key layout and serialization (what
+# ArqRedis.enqueue_job does, without its WATCH round trips): accepting a job is one atomic step,
+# so a job is either in our record *and* arq's queue, or refused.
+# KEYS: job, queued, active, user, undelivered, line, arq job, arq queue
+# ARGV: id, per_user, max_queue, (unused), created_at, user_id, chat_id, request, summary,
+#       arq payload, arq expiry ms
 SUBMIT = f"""
 if redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[2]) then return {{-1, '0'}} end
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return {{-2, '0'}} end
@@ -82,8 +90,11 @@ for _, m in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   if redis.call('ZSCORE', KEYS[2], m) then rank = rank + 1 end
 end
 if rank > {MAX_RANK} then rank = {MAX_RANK} end
-local score = tonumber(ARGV[4]) - ({MAX_RANK} - rank) * {RANK_SPAN_MS}
-local score_s = string.format('%d', score)
+-- Redis' clock to the microsecond: scripts run one at a time, so submit order is score order
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local score = now_ms - ({MAX_RANK} - rank) * {RANK_SPAN_MS}
+local score_s = string.format('%.3f', score)
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'user_id', ARGV[6], 'chat_id', ARGV[7],
   'state', 'queued', 'created_at', ARGV[5], 'attempts', 0, 'request', ARGV[8],
   'summary', ARGV[9], 'score', score_s, 'delivered', 0)
@@ -91,19 +102,10 @@ redis.call('ZADD', KEYS[2], score_s, ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[1])
 redis.call('SADD', KEYS[5], ARGV[1])
+redis.call('PSETEX', KEYS[7], ARGV[11], ARGV[10])
+redis.call('ZADD', KEYS[8], score_s, ARGV[1])
 redis.call('XADD', KEYS[6], 'MAXLEN', '~', 10, '*', 'j', ARGV[1])
 return {{redis.call('ZRANK', KEYS[2], ARGV[1]) + 1, score_s}}
-"""
-
-# Undo a SUBMIT whose arq enqueue failed. KEYS: job, queued, active, user, undelivered, arqq
-UNSUBMIT = f"""
-{_LEAVE_LINE}
-leave_line(KEYS[2], KEYS[6], KEYS[3], ARGV[1])
-redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[3], ARGV[1])
-redis.call('SREM', KEYS[4], ARGV[1])
-redis.call('SREM', KEYS[5], ARGV[1])
-return 1
 """
 
 # KEYS: job, queued, arqq, active, line, events. ARGV: id, now, cancelled event
