@@ -139,6 +139,7 @@ class SqliteQueue:
         self._interrupting = threading.Event()
         self._worker: threading.Thread | None = None
         self._refresh_pending = False
+        self._tasks: set[asyncio.Task[None]] = set()
         self._last_purge = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -291,7 +292,12 @@ class SqliteQueue:
         if loop is None or self._refresh_pending or loop.is_closed():
             return
         self._refresh_pending = True
-        loop.call_soon_threadsafe(lambda: loop.create_task(self._refresh_positions()))
+        loop.call_soon_threadsafe(self._start_refresh)
+
+    def _start_refresh(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._refresh_positions())
+        self._tasks.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._tasks.discard)
 
     async def _refresh_positions(self) -> None:
         try:

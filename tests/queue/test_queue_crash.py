@@ -257,3 +257,27 @@ async def test_redis_worker_serves_health_and_metrics(
         assert "orsay_job_run_seconds_count 1.0" in text
     finally:
         await queue.close()
+
+
+async def test_embedded_close_hands_the_running_job_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORSAY_SHUTDOWN_GRACE", "0.2")
+    queue = open_queue(None, painter=StubPainter(steps=200, step_s=0.02), data_dir=tmp_path)
+    await queue.start()
+    job_id, _ = await queue.submit(request())
+    async for event in queue.events(job_id):
+        if event.kind == "progress":
+            break
+    started = time.monotonic()
+    await queue.close()  # the bot stopping: the job is interrupted after the grace period
+    assert time.monotonic() - started < 5
+
+    queue = open_queue(None, painter=StubPainter(), data_dir=tmp_path)
+    await queue.start()
+    try:
+        assert (await outcome(queue, job_id))[-1].kind == "done"
+        job = await queue.get(job_id)
+        assert job is not None and job.attempts == 1  # the interrupted try was not counted
+    finally:
+        await queue.close()
