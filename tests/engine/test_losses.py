@@ -71,3 +71,17 @@ def test_explicit_weights_override_strength() -> None:
     assert (w.style, w.content, w.tv) == (5.0, 2.0, 0.0)
     with pytest.raises(ValueError):
         LossWeights.from_options(StylizeOptions(style_layer_weights=(1.0, 2.0)))
+
+
+def test_wasserstein_survives_dead_channels() -> None:
+    """Trained VGGs have all-zero channels: singular covariances with repeated zero eigenvalues
+    once made eigh fail to converge and let the loss go negative."""
+    torch.manual_seed(3)
+    f = torch.relu(torch.randn(1, 64, 6, 6))
+    f[:, 10:40] = 0  # dead channels
+    target = style_statistics(f, "wasserstein")
+    g = torch.relu(torch.randn(1, 64, 6, 6)).requires_grad_(True)
+    loss = style_layer_loss(g, target, "wasserstein")
+    loss.backward()
+    assert loss.item() > 0 and torch.isfinite(g.grad).all()  # type: ignore[arg-type]
+    assert style_layer_loss(f, target, "wasserstein").item() == pytest.approx(0.0, abs=1e-3)
