@@ -399,7 +399,7 @@ class _Run:
         assert previous is not None
         final_side = sides[-1]
         image = _to_image(self.output(previous, final_side))
-        losses = self.final_losses(previous, final_side)
+        losses = self.final_losses(previous.clamp(0, 1), final_side)  # what the image holds
         wall = time.perf_counter() - self.started
         report = self.report(losses, wall, sides, image)
         self.emit(stage="done", fraction=1.0, loss=losses["total"], scale_index=len(sides))
