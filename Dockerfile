@@ -26,6 +26,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     ORSAY_METRICS_PORT=9100 \
     ORSAY_LOG_LEVEL=INFO
 
+# DejaVu gives the /styles contact sheet accents and Cyrillic; Pillow's built-in font is ASCII-only.
+# Any version of a font package will do, so it is not pinned.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
+
 # Torch first: the biggest layer, rebuilt only when the version or flavour changes.
 RUN case "${TORCH_FLAVOR}" in \
       cuda) index="${TORCH_INDEX_URL:-https://pypi.org/simple}" ;; \

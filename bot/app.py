@@ -145,7 +145,7 @@ async def on_startup(app: Application) -> None:
         from engine.observability.health import queue_check, start_health_server
 
         embedded = not (svc.settings.queue_url or "").startswith(("redis", "unix"))
-        check = queue_check(svc.queue, expect_workers=embedded)
+        check = queue_check(svc.queue, expect_workers=embedded, report_device=embedded)
         svc.health = await start_health_server(svc.settings.metrics_port, check)
     log.info("bot started: %d paintings, api %s", len(svc.paintings), svc.settings.api_url)
 

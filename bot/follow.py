@@ -317,6 +317,8 @@ def _reason_key(reason: str | None) -> str:
         "corrupt_image",
         "image_too_large",
         "image_too_small",
+        "bad_image",
+        "style_not_found",
         "painter_error",
         "worker_died",
     }

@@ -36,13 +36,19 @@ class ImageTooSmall(ImageError):
 class StyleNotFound(OrsayError):
     """A gallery slug that is not in the gallery, or a style path that does not exist."""
 
+    code = "style_not_found"
+
 
 class GalleryError(OrsayError):
     """Gallery download or checksum failure."""
 
+    code = "gallery_error"
+
 
 class WeightsError(OrsayError):
     """Model weights missing, corrupt, or of the wrong shape."""
+
+    code = "weights_error"
 
 
 class Cancelled(OrsayError):

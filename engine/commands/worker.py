@@ -66,10 +66,9 @@ def run(args: argparse.Namespace) -> int:
         print("orsay worker needs a Redis queue: --queue redis://host:6379/0 or ORSAY_QUEUE.")
         print("(The embedded queue paints inside `orsay bot`; it needs no worker.)")
         return 2
-    logging.basicConfig(
-        level=os.environ.get("ORSAY_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from engine.observability.logs import configure_logging
+
+    configure_logging()
     from engine.queue.arq_worker import WorkerConfig
     from engine.queue.seam import Painter
 
