@@ -4,17 +4,15 @@ redis-server on a free port (skipped when the binary is missing, unless ORSAY_RE
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from queue_helpers import RedisServer, redis_available
+from queue_helpers import QueueFactory, RedisServer, redis_available
 
 from engine.queue import JobQueue, QueueLimits, open_queue
 from engine.queue.seam import Painter
-
-QueueFactory = Callable[..., Awaitable[JobQueue]]
 
 
 @pytest.fixture

@@ -7,11 +7,14 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from engine.queue import JobRequest, StyleChoice
+from engine.queue import JobQueue, JobRequest, StyleChoice
+
+QueueFactory = Callable[..., Awaitable[JobQueue]]
 
 
 def free_port() -> int:

@@ -6,9 +6,8 @@ import asyncio
 import io
 
 import pytest
-from conftest import QueueFactory
 from PIL import Image
-from queue_helpers import request
+from queue_helpers import QueueFactory, request
 
 from engine.queue import (
     JobEvent,

@@ -8,8 +8,8 @@ import io
 from pathlib import Path
 
 import pytest
-from conftest import QueueFactory
 from PIL import Image
+from queue_helpers import QueueFactory
 
 from engine.queue import JobEvent, JobOptions, JobQueue, JobRequest, JobState, StyleChoice
 from engine.queue.painter import make_engine_painter
