@@ -61,7 +61,7 @@ async def test_real_painter_end_to_end(
     }
     assert failures["bad photo"].kind == "failed" and failures["bad photo"].reason == "not_an_image"
     assert failures["path as slug"].kind == "failed"
-    assert failures["path as slug"].reason == "painter_error"
+    assert failures["path as slug"].reason == "style_not_found"
     for name in ("bad photo", "path as slug"):
         job = await queue.get(ids[name])
         assert job is not None and job.state == JobState.FAILED and job.attempts == 1  # no retry
