@@ -30,7 +30,7 @@ from engine.queue import redis_store as rs
 from engine.queue.codec import decode_request, encode_event
 from engine.queue.limits import QueueLimits
 from engine.queue.redis_backend import DOWN_ERRORS, connect
-from engine.queue.seam import JobEvent, JobState, Painter, PaintProgress
+from engine.queue.seam import JobEvent, JobState, Painter, PaintProgress, progress_event
 
 log = logging.getLogger(__name__)
 
@@ -107,18 +107,7 @@ class PaintTask:
         outbox: asyncio.Queue[JobEvent | None] = asyncio.Queue()
 
         def progress(p: PaintProgress) -> None:
-            event = JobEvent(
-                job_id,
-                "progress",
-                scale=p.scale,
-                scales=p.scales,
-                step=p.step,
-                total=p.total,
-                fraction=p.fraction,
-                eta_s=p.eta_s,
-                preview=p.preview,
-                elapsed_s=round(time.time() - started, 3),
-            )
+            event = progress_event(job_id, p, started)
             loop.call_soon_threadsafe(outbox.put_nowait, event)
 
         publisher = asyncio.create_task(self._publish(redis, job_id, outbox))

@@ -43,6 +43,7 @@ from engine.queue.seam import (
     QueueStats,
     QueueUnavailable,
     TooManyActiveJobs,
+    progress_event,
 )
 
 log = logging.getLogger(__name__)
@@ -573,20 +574,7 @@ class SqliteQueue:
         self._publish_threadsafe(JobEvent(job_id, "started", elapsed_s=0.0))
 
         def progress(p: PaintProgress) -> None:
-            self._publish_threadsafe(
-                JobEvent(
-                    job_id,
-                    "progress",
-                    scale=p.scale,
-                    scales=p.scales,
-                    step=p.step,
-                    total=p.total,
-                    fraction=p.fraction,
-                    eta_s=p.eta_s,
-                    preview=p.preview,
-                    elapsed_s=round(time.time() - started, 3),
-                )
-            )
+            self._publish_threadsafe(progress_event(job_id, p, started))
 
         state, result, reason = JobState.DONE, None, None
         try:

@@ -15,6 +15,7 @@ once.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -118,6 +119,22 @@ class PaintProgress:
     fraction: float
     eta_s: float | None = None
     preview: bytes | None = None
+
+
+def progress_event(job_id: str, progress: PaintProgress, started: float) -> JobEvent:
+    """The `progress` JobEvent both backends publish for a painter's report."""
+    return JobEvent(
+        job_id,
+        "progress",
+        scale=progress.scale,
+        scales=progress.scales,
+        step=progress.step,
+        total=progress.total,
+        fraction=progress.fraction,
+        eta_s=progress.eta_s,
+        preview=progress.preview,
+        elapsed_s=round(time.time() - started, 3),
+    )
 
 
 ProgressCallback = Callable[[PaintProgress], None]
