@@ -24,13 +24,12 @@ from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, retry_key_prefix
 from arq.worker import Worker, func
 
-from engine.errors import Cancelled, OrsayError
 from engine.observability import metrics
 from engine.queue import redis_store as rs
 from engine.queue.codec import decode_request, encode_event
 from engine.queue.limits import QueueLimits
 from engine.queue.redis_backend import DOWN_ERRORS, connect
-from engine.queue.seam import JobEvent, JobState, Painter, PaintProgress, progress_event
+from engine.queue.seam import JobEvent, JobState, Painter, PaintProgress, paint, progress_event
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +111,12 @@ class PaintTask:
 
         publisher = asyncio.create_task(self._publish(redis, job_id, outbox))
         lease = asyncio.create_task(self._renew_lease(redis, job_id))
-        painting = asyncio.ensure_future(asyncio.to_thread(self.painter, request, progress, cancel))
-        state, result, reason = JobState.DONE, None, None
+        painting = asyncio.ensure_future(
+            asyncio.to_thread(paint, self.painter, request, progress, cancel, job_id)
+        )
         try:
             try:
-                result = await asyncio.shield(painting)
+                state, result, reason = await asyncio.shield(painting)
             except asyncio.CancelledError:
                 # arq cancelled us: a user abort, a shutdown past its grace, or the job timeout.
                 cancel.set()
@@ -124,13 +124,6 @@ class PaintTask:
                     await painting
                 await self._after_interrupt(redis, job_id, user_id, started)
                 raise
-            except Cancelled:
-                state = JobState.CANCELLED
-            except OrsayError as exc:
-                state, reason = JobState.FAILED, getattr(exc, "code", None) or "painter_error"
-            except Exception:
-                log.exception("painter failed on job %s", job_id)
-                state, reason = JobState.FAILED, "painter_error"
         finally:
             lease.cancel()
             outbox.put_nowait(None)

@@ -26,7 +26,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from engine.errors import Cancelled, OrsayError
 from engine.observability import metrics
 from engine.queue.codec import decode_request, encode_request, strip_request
 from engine.queue.limits import QueueLimits
@@ -43,6 +42,7 @@ from engine.queue.seam import (
     QueueStats,
     QueueUnavailable,
     TooManyActiveJobs,
+    paint,
     progress_event,
 )
 
@@ -576,16 +576,8 @@ class SqliteQueue:
         def progress(p: PaintProgress) -> None:
             self._publish_threadsafe(progress_event(job_id, p, started))
 
-        state, result, reason = JobState.DONE, None, None
-        try:
-            result = self.painter(request, progress, cancel)  # type: ignore[misc]
-        except Cancelled:
-            state = JobState.CANCELLED
-        except OrsayError as exc:
-            state, reason = JobState.FAILED, getattr(exc, "code", None) or "painter_error"
-        except Exception:
-            log.exception("painter failed on job %s", job_id)
-            state, reason = JobState.FAILED, "painter_error"
+        assert self.painter is not None
+        state, result, reason = paint(self.painter, request, progress, cancel, job_id)
         with self._cancels_lock:
             self._cancels.pop(job_id, None)
             user_cancelled = job_id in self._user_cancelled

@@ -14,12 +14,17 @@ once.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, Protocol
+
+from engine.errors import Cancelled, OrsayError
+
+log = logging.getLogger(__name__)
 
 
 class JobState(StrEnum):
@@ -142,6 +147,26 @@ ProgressCallback = Callable[[PaintProgress], None]
 # engine.errors.Cancelled when it is set. It runs in a worker thread or process, never on the
 # bot's event loop.
 Painter = Callable[[JobRequest, ProgressCallback, threading.Event], bytes]
+
+
+def paint(
+    painter: Painter,
+    request: JobRequest,
+    progress: ProgressCallback,
+    cancel: threading.Event,
+    job_id: str,
+) -> tuple[JobState, bytes | None, str | None]:
+    """Run a painter and turn how it ended into (state, result, reason), the same way for both
+    backends: user errors carry their `code` (the bot phrases it), anything else is logged."""
+    try:
+        return JobState.DONE, painter(request, progress, cancel), None
+    except Cancelled:
+        return JobState.CANCELLED, None, None
+    except OrsayError as exc:
+        return JobState.FAILED, None, getattr(exc, "code", None) or "painter_error"
+    except Exception:
+        log.exception("painter failed on job %s", job_id)
+        return JobState.FAILED, None, "painter_error"
 
 
 class QueueError(Exception):
