@@ -177,20 +177,23 @@ class PaintTask:
             rs.active_key((user_id or b"").decode()),
             rs.RUNNING,
             rs.events_key(job_id),
+            rs.day_key(now),  # counted in the same script, before followers see the event
+            rs.RUNS,
         ]
-        args = [job_id, state.value, now, reason or "", result or b"", encode_event(event)]
+        done_run_s = round(run_s, 3) if state == JobState.DONE and run_s is not None else ""
+        args = [
+            job_id,
+            state.value,
+            now,
+            reason or "",
+            result or b"",
+            encode_event(event),
+            done_run_s,
+        ]
         delay = 0.2
         while True:
             try:
                 if await self.scripts(redis)["FINISH"](keys=keys, args=args):
-                    async with redis.pipeline(transaction=False) as pipe:
-                        day = rs.day_key(now)
-                        pipe.hincrby(day, state.value, 1)
-                        pipe.expire(day, 3 * 86400)
-                        if state == JobState.DONE and run_s is not None:
-                            pipe.lpush(rs.RUNS, round(run_s, 3))
-                            pipe.ltrim(rs.RUNS, 0, 19)
-                        await pipe.execute()
                     metrics.JOBS.labels(state=state.value).inc()
                     if state == JobState.DONE and run_s is not None:
                         metrics.RUN_SECONDS.observe(run_s)

@@ -54,6 +54,9 @@ def user_key(user_id: int | str) -> str:
     return f"orsay:user:{user_id}"
 
 
+DAY_KEY_TTL_S = 3 * 86400
+
+
 def day_key(ts: float) -> str:
     return f"orsay:day:{datetime.fromtimestamp(ts):%Y%m%d}"
 
@@ -139,7 +142,8 @@ redis.call('XADD', KEYS[5], 'MAXLEN', '~', 10, '*', 'j', ARGV[1])
 return 1
 """
 
-# KEYS: job, active, running, events. ARGV: id, state, now, error, result, event
+# KEYS: job, active, running, events, day counters, recent runs.
+# ARGV: id, state, now, error, result, event, run seconds ('' when not done)
 FINISH = f"""
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'finished_at', ARGV[3])
@@ -147,6 +151,12 @@ if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[5]) end
 redis.call('SREM', KEYS[2], ARGV[1])
 redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('HINCRBY', KEYS[5], ARGV[2], 1)
+redis.call('EXPIRE', KEYS[5], {DAY_KEY_TTL_S})
+if ARGV[7] ~= '' then
+  redis.call('LPUSH', KEYS[6], ARGV[7])
+  redis.call('LTRIM', KEYS[6], 0, 19)
+end
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', {EVENTS_MAXLEN}, '*', 'e', ARGV[6])
 return 1
 """
