@@ -3,8 +3,11 @@ several test folders each have one)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import random
+import signal
+import subprocess
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -23,3 +26,12 @@ def jpeg(width: int = 96, height: int = 64, seed: int = 0, extra: bytes = b"") -
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=85)
     return buf.getvalue() + extra
+
+
+async def stop_bot_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the bot's graceful stop), then SIGKILL if it has not exited within 15 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.to_thread(proc.wait, 15)
+    except subprocess.TimeoutExpired:
+        proc.kill()

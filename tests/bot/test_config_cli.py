@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from bot_helpers import stop_bot_process
 from fake_telegram import TOKEN, FakeTelegram
 
 from bot.config import ConfigError, load_settings
@@ -109,9 +109,5 @@ async def test_webhook_mode_checks_the_secret(
                 assert real.status == 200
         await telegram.user(301).wait_text("I repaint your photos")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(proc.wait, 15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        await stop_bot_process(proc)
     assert TOKEN.split(":")[1] not in log.read_text()

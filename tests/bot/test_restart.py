@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from bot_helpers import BotFactory, jpeg
+from bot_helpers import BotFactory, jpeg, stop_bot_process
 from fake_telegram import TOKEN, FakeTelegram
 from painters import SizedPainter
 
@@ -90,11 +90,7 @@ async def test_killed_bot_process_delivers_once_after_restart(
         await asyncio.sleep(1.0)  # would a duplicate follow?
         assert len([m for m in ann.messages("photo") if m.caption]) == 1
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(proc.wait, 15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        await stop_bot_process(proc)
     text = log.read_text()
     assert "bot started" in text  # the log is real, and…
     assert TOKEN not in text and TOKEN.split(":")[1] not in text  # …never holds the token
