@@ -27,6 +27,7 @@ from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 from engine import color
 from engine import device as devices
 from engine.errors import Cancelled
+from engine.lbfgs import BoxLBFGS, pyramid_preconditioner
 from engine.losses import GatysLoss, LossWeights, Targets, blend_targets, style_statistics
 from engine.model import VGGFeatures, load_features, weights_identity
 from engine.options import ProgressEvent, StyleInput, StylizeOptions, StylizeResult
@@ -41,6 +42,12 @@ OOM_SHRINK = 0.75  # each out-of-memory retry drops the size by a quarter
 MIN_SIDE = 32
 COARSE_CONTENT_BOOST = 0.0  # exponent; see _Run.objective
 DETAIL_TRANSFER = True  # see _Run.initial; measured in bench/engine_speed.py
+LBFGS_HISTORY = 50
+# Pyramid preconditioner strength for L-BFGS (0 = none). bench/schedule_sweep.py, 384 px, 300
+# steps from the photo: final loss 0.001617 without, 0.001559 at 0.25, 0.001566 at 0.5,
+# 0.001584 at 1.0; at 768 px 0.25 was also best.
+PRECONDITION = 0.25
+PREVIEW_FRACTIONS = (1 / 3, 2 / 3)  # mid-scale previews, so one long scale still shows progress
 
 
 def _to_tensor(image: Image.Image, device: torch.device) -> torch.Tensor:
@@ -250,40 +257,33 @@ class _Run:
         content = self.content_at(side)
         loss_fn = self.objective(self.net, side, content, self.precision)
         self.last_objective = loss_fn
-        pixels = self.initial(content, previous).contiguous().requires_grad_(True)
-        if self.options.optimizer == "adam":
-            optimizer: torch.optim.Optimizer = torch.optim.Adam([pixels], lr=ADAM_LR)
-        else:
-            optimizer = torch.optim.LBFGS([pixels], lr=1.0, max_iter=1, history_size=50)
+        start = self.initial(content, previous).contiguous()
         layers = loss_fn.layers
-        clamp_each_step = bool(self.options.extra.get("clamp", True))
-        best_loss, best = math.inf, pixels.detach().clone()
+        best_loss, best = math.inf, start.detach().clone()
         history: list[float] = []
         cost = steps * content.shape[-1] * content.shape[-2]
 
-        last_loss = math.nan
-
-        def closure() -> torch.Tensor:
-            nonlocal best_loss, best, last_loss
-            _check(self.cancel)  # inside the closure: L-BFGS may evaluate more than once a step
-            optimizer.zero_grad(set_to_none=True)
+        def evaluate(x: torch.Tensor) -> tuple[float, torch.Tensor]:
+            """Loss and gradient at x; cancellation is checked here, so it lands within one
+            evaluation even when a step needs several."""
+            nonlocal best_loss, best
+            _check(self.cancel)
+            x = x.detach().requires_grad_(True)
             with devices.autocast(self.device, self.precision):
-                feats = self.net(pixels.contiguous(memory_format=self.fmt), layers)  # type: ignore[misc]
-            value = loss_fn.parts(pixels, feats)["total"]
-            value.backward()
-            current = last_loss = float(value.detach())
+                feats = self.net(x.contiguous(memory_format=self.fmt), layers)  # type: ignore[misc]
+            value = loss_fn.parts(x, feats)["total"]
+            (grad,) = torch.autograd.grad(value, x)
+            current = float(value.detach())
             if current < best_loss:
-                best_loss, best = current, pixels.detach().clone()
-            return value
+                best_loss, best = current, x.detach().clone()
+            return current, grad
 
+        take_step = self._stepper(start, evaluate)
+        preview_at = {max(1, round(steps * f)) for f in PREVIEW_FRACTIONS} - {steps}
         run = 0
         for step in range(1, steps + 1):
             _check(self.cancel)
-            optimizer.step(closure)  # type: ignore[arg-type]
-            value = last_loss
-            if clamp_each_step:
-                with torch.no_grad():
-                    pixels.clamp_(0, 1)
+            value = take_step()
             run = step
             history.append(value)
             fraction = (done + cost * step / steps) / total
@@ -296,6 +296,7 @@ class _Run:
                 total_steps=steps,
                 fraction=min(fraction, 1.0),
                 loss=value if math.isfinite(value) else None,
+                preview=_to_image(self.output(best, side)) if step in preview_at else None,
             )
             if not math.isfinite(value):
                 log.warning("loss diverged at %d px step %d; keeping the best image", side, step)
@@ -315,6 +316,51 @@ class _Run:
             }
         )
         return best
+
+    def _stepper(
+        self, start: torch.Tensor, evaluate: Callable[[torch.Tensor], tuple[float, torch.Tensor]]
+    ) -> Callable[[], float]:
+        """One optimizer iteration per call, returning the latest loss. L-BFGS is engine.lbfgs's
+        box-aware one; extra['lbfgs'] = 'torch' runs torch.optim.LBFGS (fixed unit step, clamp
+        after each step) for comparison in bench/engine_speed.py."""
+        if self.options.optimizer == "lbfgs" and self.options.extra.get("lbfgs", "box") == "box":
+            history = int(self.options.extra.get("history", LBFGS_HISTORY))
+            strength = float(self.options.extra.get("precondition", PRECONDITION))
+            levels = int(self.options.extra.get("precondition_levels", 4))
+            box = BoxLBFGS(
+                start,
+                evaluate,
+                history=history,
+                precondition=pyramid_preconditioner(strength, levels) if strength else None,
+            )
+            return box.step
+        pixels = start.clone().requires_grad_(True)
+        optimizer: torch.optim.Optimizer
+        if self.options.optimizer == "adam":
+            optimizer = torch.optim.Adam([pixels], lr=ADAM_LR)
+        else:
+            optimizer = torch.optim.LBFGS(
+                [pixels],
+                lr=1.0,
+                max_iter=1,
+                history_size=int(self.options.extra.get("history", LBFGS_HISTORY)),
+            )
+        clamp_each_step = bool(self.options.extra.get("clamp", True))
+        last = math.nan
+
+        def closure() -> torch.Tensor:
+            nonlocal last
+            last, pixels.grad = evaluate(pixels)
+            return torch.tensor(last)
+
+        def step() -> float:
+            optimizer.step(closure)
+            if clamp_each_step:
+                with torch.no_grad():
+                    pixels.clamp_(0, 1)
+            return last
+
+        return step
 
     def _stalled(self, history: list[float]) -> bool:
         """Relative improvement over the last EARLY_STOP_WINDOW steps below the tolerance."""

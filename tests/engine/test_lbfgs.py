@@ -1,0 +1,60 @@
+"""engine.lbfgs: box-constrained L-BFGS on problems whose minimizer is known."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from engine.lbfgs import BoxLBFGS, pyramid_preconditioner
+
+
+def quadratic(target: torch.Tensor, scales: torch.Tensor):  # type: ignore[no-untyped-def]
+    """f(x) = Σ scales·(x − target)²: separable, so the box minimizer is clamp(target)."""
+
+    def evaluate(x: torch.Tensor) -> tuple[float, torch.Tensor]:
+        diff = x - target
+        return float((scales * diff * diff).sum()), 2 * scales * diff
+
+    return evaluate
+
+
+@pytest.mark.parametrize("strength", [0.0, 0.25])
+def test_reaches_the_clamped_minimizer_of_an_ill_conditioned_quadratic(strength: float) -> None:
+    g = torch.Generator().manual_seed(0)
+    # float64: in fp32 f stops resolving coordinates long before they converge
+    shape, f64 = (1, 3, 16, 16), torch.float64
+    target = torch.rand(shape, generator=g, dtype=f64) * 1.6 - 0.3  # a fifth outside [0, 1]
+    scales = 10 ** (torch.rand(shape, generator=g, dtype=f64) * 3)  # condition number 1000
+    pre = pyramid_preconditioner(strength, 3) if strength else None
+    box = BoxLBFGS(torch.full_like(target, 0.5), quadratic(target, scales), precondition=pre)
+    for _ in range(200):
+        box.step()
+    assert torch.allclose(box.x, target.clamp(0, 1), atol=1e-3)
+
+
+def test_never_leaves_the_box_and_never_accepts_a_rise() -> None:
+    target = torch.linspace(-2, 3, 64).reshape(1, 1, 8, 8)
+    box = BoxLBFGS(torch.full_like(target, 0.5), quadratic(target, torch.ones_like(target)))
+    losses = [box.step() for _ in range(30)]
+    assert all(b <= a for a, b in itertools.pairwise(losses))
+    assert box.x.min() >= 0 and box.x.max() <= 1
+
+
+def test_a_misleading_first_step_is_halved_not_taken() -> None:
+    """f = 1e6·(x − 0.5)² from x = 0.4: the full first step overshoots, backtracking fixes it."""
+    target = torch.full((1, 1, 4, 4), 0.5)
+    evaluate = quadratic(target, torch.full_like(target, 1e6))
+    box = BoxLBFGS(torch.full_like(target, 0.4), evaluate)
+    start = evaluate(box.x)[0]
+    assert box.step() < start
+    assert box.evaluations >= 2
+
+
+def test_thepyramid_preconditioner_is_symmetric_and_positive() -> None:
+    g = torch.Generator().manual_seed(1)
+    apply = pyramid_preconditioner(0.25, 4)
+    u, v = (torch.randn((1, 3, 20, 30), generator=g) for _ in range(2))
+    assert float((apply(u) * v).sum()) == pytest.approx(float((u * apply(v)).sum()), rel=1e-5)
+    assert float((apply(u) * u).sum()) >= float((u * u).sum())  # P = I + PSD terms
