@@ -1,32 +1,30 @@
-"""Coarse-to-fine schedule: which long sides to optimize at, and how many steps at each.
+"""The schedule: which long sides to optimize at, and how many steps at each.
 
-Most iterations happen where they are cheap (a 128 px step costs ~1/9 of a 384 px one); each
-scale starts from the upsampled previous result, so the large scales only refine detail. The
-classic recipe is the degenerate schedule `scales=(size,)`, `steps=N`.
+Measured (bench/schedule_sweep.py: VGG16 fixture, cat + Starry Night, every loss evaluation
+priced at its CPU cost): each upsampling throws the full-size loss back up 30-200x, and runs
+that start from a coarse result settle in a worse basin of the full-size objective (about 5%
+higher loss after 200 full-size steps, whatever the ladder: √2 or 2 spacing, 96-256 px bases,
+content boosts, detail transfer). With engine.lbfgs's preconditioned L-BFGS a single full-size
+scale reaches every loss sooner at 384 px; at 768 px one half-size pass first still wins for
+budgets under ~40% of the classic run. So a coarse pass runs only from COARSE_FROM px up. The
+classic recipe is `scales=(size,)`, `steps=N`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from engine.options import StylizeOptions
 
-BASE_SIDE = 128
-
-# quality -> (scale ratio, steps at the coarsest scale, at each middle scale, at the final
-# scale, tolerance). Early stop ends a scale when the loss improved by less than `tolerance`
-# (relative) over the last EARLY_STOP_WINDOW steps, never before MIN_STEPS_BEFORE_STOP.
-# Why ratio 2 and a heavy last scale (bench/engine_speed.py, 384 px, VGG16 fixture, CPU): each
-# upsampling throws the full-resolution loss back up (fine texture is lost) and recovering takes
-# ~20-40 L-BFGS steps whatever the ratio, so fewer, larger jumps win, and the final loss is set
-# by how many steps run at full size: √2 spacing (128-168-222-292-384, 150→30 steps) ended 25%
-# above 128-256-384 with 150/60/80, and 100/50/100 was lower again in less time.
-QUALITY: dict[str, tuple[float, int, int, int, float]] = {
-    "fast": (2.0, 80, 30, 50, 3e-3),
-    "balanced": (2.0, 100, 50, 100, 1e-3),
-    "high": (math.sqrt(2), 200, 80, 200, 3e-4),
+# quality -> (steps at the half-size pass, steps at full size, tolerance). Early stop ends a
+# scale when the loss improved by less than `tolerance` (relative) over the last
+# EARLY_STOP_WINDOW steps, never before MIN_STEPS_BEFORE_STOP.
+QUALITY: dict[str, tuple[int, int, float]] = {
+    "fast": (40, 60, 3e-3),
+    "balanced": (60, 120, 1e-3),
+    "high": (100, 300, 3e-4),
 }
+COARSE_FROM = 600  # px; below this a half-size pass costs more than it saves
 MIN_STEPS_BEFORE_STOP = 30  # L-BFGS barely moves in its first steps; that is not convergence
 EARLY_STOP_WINDOW = 10
 
@@ -42,28 +40,16 @@ class Plan:
         return [s * (side * side * aspect) for side, s in zip(self.sides, self.steps, strict=True)]
 
 
-def geometric_sides(target: int, ratio: float, base: int = BASE_SIDE) -> tuple[int, ...]:
-    """base, base·r, base·r², … , target — spaced evenly in log size, ending exactly on target."""
-    if target <= base:
-        return (target,)
-    count = max(1, math.ceil(math.log(target / base) / math.log(ratio) - 1e-9))
-    return tuple(round(base * (target / base) ** (i / count)) for i in range(count + 1))
-
-
-def split_steps(first: int, middle: int, last: int, count: int) -> tuple[int, ...]:
-    if count == 1:
-        return (last,)
-    return (first, *(middle,) * (count - 2), last)
-
-
 def plan(options: StylizeOptions) -> Plan:
     """`scales`/`steps` override the quality preset; an explicit `scales` keeps its order but is
     capped at `size`. With `steps` alone, every scale of the preset runs that many steps."""
-    ratio, first, middle, last, tolerance = QUALITY[options.quality]
+    coarse, last, tolerance = QUALITY[options.quality]
     if options.scales:
         sides = tuple(sorted({min(int(s), options.size) for s in options.scales}))
+    elif options.size >= COARSE_FROM:
+        sides = (options.size // 2, options.size)
     else:
-        sides = geometric_sides(options.size, ratio)
+        sides = (options.size,)
     per_scale = options.extra.get("steps_per_scale")
     if per_scale is not None:  # tuning/bench hook: one step count per scale
         steps = tuple(int(n) for n in per_scale)
@@ -72,7 +58,7 @@ def plan(options: StylizeOptions) -> Plan:
     elif options.steps is not None:
         steps = (int(options.steps),) * len(sides)
     else:
-        steps = split_steps(first, middle, last, len(sides))
+        steps = (*(coarse,) * (len(sides) - 1), last)
     if options.scales and options.steps is not None:
         tolerance = float(options.extra.get("tolerance", 0.0))  # explicit recipe: run it all
     else:
