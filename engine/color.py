@@ -66,8 +66,8 @@ def match_histogram(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
     s = style[0].reshape(3, -1).double()
     c = content[0].reshape(3, -1).double()
     s_mean, c_mean = s.mean(1, keepdim=True), c.mean(1, keepdim=True)
-    s_cov = torch.cov(s) + 1e-5 * torch.eye(3, dtype=s.dtype)
-    c_cov = torch.cov(c) + 1e-5 * torch.eye(3, dtype=s.dtype)
+    s_cov = torch.cov(s) + 1e-5 * torch.eye(3, dtype=s.dtype, device=s.device)
+    c_cov = torch.cov(c) + 1e-5 * torch.eye(3, dtype=s.dtype, device=s.device)
     transform = _sqrtm(c_cov) @ _sqrtm(s_cov, inverse=True)
     out = transform @ (s - s_mean) + c_mean
     return out.reshape_as(style[0]).unsqueeze(0).to(style.dtype).clamp(0, 1)

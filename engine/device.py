@@ -87,6 +87,15 @@ def is_oom(error: BaseException) -> bool:
     return isinstance(error, oom_type) or "out of memory" in str(error).lower()
 
 
+def make_deterministic(device: torch.device) -> None:
+    """`--seed` promises the same picture twice; on CUDA that needs cuDNN's deterministic
+    kernels (found on an H200: two seeded runs differed otherwise). Process-wide and sticky,
+    which suits a worker that owns its GPU; the CPU is deterministic already."""
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
 def free_cache(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()

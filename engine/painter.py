@@ -118,6 +118,8 @@ class _Run:
         self.plan = plan(options)
         # A fresh seed when none is given, without reseeding torch's global generator.
         self.seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
+        if options.seed is not None:
+            devices.make_deterministic(self.device)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.content_image = _resize(content.convert("RGB"), options.size)
         aspect = self.content_image.height / self.content_image.width

@@ -6,6 +6,7 @@ Everything runs on CPU with random weights at 48-96 px, so the painter's tests c
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ import torch
 from PIL import Image
 
 from engine.options import StylizeOptions
+
+# The engine suite runs on the CPU; ORSAY_TEST_DEVICE=cuda runs the same tests on a GPU box.
+TEST_DEVICE = os.environ.get("ORSAY_TEST_DEVICE", "cpu")
 
 
 @pytest.fixture(autouse=True)
@@ -50,6 +54,11 @@ def painting() -> Image.Image:
 
 
 @pytest.fixture
+def test_device() -> str:
+    return TEST_DEVICE
+
+
+@pytest.fixture
 def tiny_options(random_weights_vgg16: Path) -> StylizeOptions:
     """VGG16 with seeded random weights loaded from a file, 64 px, two scales, few steps."""
     return StylizeOptions(
@@ -58,7 +67,7 @@ def tiny_options(random_weights_vgg16: Path) -> StylizeOptions:
         steps=6,
         model="vgg16",
         weights=str(random_weights_vgg16),
-        device="cpu",
+        device=TEST_DEVICE,
         seed=7,
         precision="fp32",
     )

@@ -32,7 +32,7 @@ def _count_forwards(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
 
 
 def test_end_to_end_output_progress_and_report(
-    photo: Image.Image, painting: Image.Image, tiny_options: StylizeOptions
+    photo: Image.Image, painting: Image.Image, tiny_options: StylizeOptions, test_device: str
 ) -> None:
     events: list[ProgressEvent] = []
     result = stylize(photo, [StyleInput(painting)], tiny_options, progress=events.append)
@@ -60,7 +60,7 @@ def test_end_to_end_output_progress_and_report(
         + w["tv_weight"] * losses["tv"],
         rel=1e-5,
     )
-    assert report["device"] == "cpu" and report["precision"] == "fp32"
+    assert report["device"].startswith(test_device) and report["precision"] == "fp32"
     assert report["peak_memory"]["bytes"] > 0
     assert report["wall_s"] > 0 and report["oom_fallbacks"] == []
 
@@ -233,6 +233,7 @@ def test_out_of_memory_retries_smaller_and_says_so(
     painting: Image.Image,
     tiny_options: StylizeOptions,
     monkeypatch: pytest.MonkeyPatch,
+    test_device: str,
 ) -> None:
     original = painter._Run.optimize_scale
 
@@ -245,7 +246,7 @@ def test_out_of_memory_retries_smaller_and_says_so(
     events: list[ProgressEvent] = []
     result = stylize(photo, [StyleInput(painting)], tiny_options, progress=events.append)
     messages = [e.message for e in events if e.message]
-    assert messages == ["CPU out of memory: retrying at 48 px"]
+    assert messages == [f"{test_device.upper()} out of memory: retrying at 48 px"]
     assert result.report["oom_fallbacks"] == [{"from": 64, "to": 48}]
     assert max(result.image.size) == 48
 
@@ -265,7 +266,7 @@ def test_other_errors_are_not_swallowed(
 
 
 @pytest.mark.slow
-def test_trained_features_move_the_style_a_long_way(shared_dir: Path) -> None:
+def test_trained_features_move_the_style_a_long_way(shared_dir: Path, test_device: str) -> None:
     """With real (trained VGG16) features the style loss must drop by a large factor from the
     content-initialized start: the painting's statistics are actually being matched."""
     weights = shared_dir / "weights" / "hed-vgg16-features.pth"
@@ -273,7 +274,7 @@ def test_trained_features_move_the_style_a_long_way(shared_dir: Path) -> None:
         pytest.fail(f"trained VGG16 fixture missing at {weights}", pytrace=False)
     content = Image.open(shared_dir / "photos" / "chelsea-the-cat.png")
     style = StyleInput(Image.open(shared_dir / "artworks" / "van-gogh-starry-night.jpg"))
-    base = StylizeOptions(size=96, model="vgg16", weights=str(weights), device="cpu", seed=0)
+    base = StylizeOptions(size=96, model="vgg16", weights=str(weights), device=test_device, seed=0)
     start = stylize(
         content, [style], StylizeOptions(**{**base.__dict__, "scales": (96,), "steps": 1})
     )
