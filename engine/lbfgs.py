@@ -27,7 +27,8 @@ ARMIJO = 1e-4
 def pyramid_preconditioner(strength: float, levels: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """P v = v + Σ_k strength·2^k · up(avgpool_{2^k}(v)): symmetric positive definite (nearest
     upsampling is 4^k times the adjoint of 2^k average pooling), and it lengthens the steps
-    L-BFGS takes along smooth directions, which the total-variation term leaves badly scaled."""
+    L-BFGS takes along smooth directions, which the total-variation term leaves badly scaled.
+    An exact (I + λ·Laplacian)^-1 by FFT did no better in the same test (192 px, 100 steps)."""
 
     def apply(v: torch.Tensor) -> torch.Tensor:
         out = v.clone()
