@@ -25,6 +25,24 @@ def test_gram_matches_hand_computation() -> None:
     assert torch.allclose(gram(f), expected)
 
 
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_gram_gradient_matches_finite_differences(fmt: torch.memory_format) -> None:
+    """gram() has a hand-written backward (one matmul); check it against torch's numerics."""
+    g = torch.Generator().manual_seed(3)
+    f = torch.randn((2, 5, 4, 3), generator=g, dtype=torch.float64).contiguous(memory_format=fmt)
+    assert torch.autograd.gradcheck(gram, (f.requires_grad_(True),))
+
+
+def test_gram_of_bf16_features_is_fp32_and_matches() -> None:
+    f = torch.randn((1, 8, 6, 5)).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    f.requires_grad_(True)
+    g = gram(f)
+    assert g.dtype == torch.float32
+    assert torch.allclose(g, gram(f.detach().float().contiguous()), rtol=1e-5, atol=1e-7)
+    (grad,) = torch.autograd.grad(g.sum(), f)
+    assert grad.dtype == torch.bfloat16 and grad.shape == f.shape
+
+
 def test_total_variation_matches_hand_computation() -> None:
     x = torch.tensor([[[[0.0, 1.0, 3.0], [2.0, 2.0, 2.0]]]])  # 1x1x2x3
     # down diffs: 2, 1, -1 -> squares 4, 1, 1 -> mean 2; right diffs: 1, 2, 0, 0 -> mean 5/4.
