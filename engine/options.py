@@ -16,7 +16,9 @@ Quality = Literal["fast", "balanced", "high"]
 ColorMode = Literal["off", "luminance", "histogram"]
 ModelName = Literal["vgg19", "vgg16"]
 OptimizerName = Literal["lbfgs", "adam"]
-InitName = Literal["content", "noise", "gray"]
+# palette: the photo recoloured with the painting's colour mean and covariance (the default);
+# content: the photo as it is (the classic recipe); noise; gray.
+InitName = Literal["palette", "content", "noise", "gray"]
 StyleLossName = Literal["gram", "wasserstein"]
 Stage = Literal["loading", "style_targets", "optimizing", "done"]
 
@@ -58,7 +60,7 @@ class StylizeOptions:
     weights: str = "torchvision"
     device: str = "auto"
     seed: int | None = None
-    init: InitName = "content"
+    init: InitName = "palette"
     style_loss: StyleLossName = "gram"
     content_weight: float | None = None
     style_weight: float | None = None

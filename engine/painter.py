@@ -240,6 +240,13 @@ class _Run:
             return noise
         if self.options.init == "gray":
             return torch.full_like(content, 0.5)
+        if self.options.init == "palette" and self.options.preserve_colors == "off":
+            # The painting's colours cost the optimizer nothing to find but many steps to reach:
+            # from the recoloured photo the bench's 384 px run was 38% lower after 20 steps and
+            # 1.8% lower after 145 than from the photo itself.
+            main = max(self.styles, key=lambda s: s.weight)
+            palette = _to_tensor(_resize(main.image, max(content.shape[-2:])), self.device)
+            return color.match_histogram(content, palette).clamp(0, 1)
         return content.clone()
 
     # -- optimization ---------------------------------------------------------------------------
@@ -265,11 +272,14 @@ class _Run:
         history: list[float] = []
         cost = steps * content.shape[-1] * content.shape[-2]
 
+        evaluations = 0
+
         def evaluate(x: torch.Tensor) -> tuple[float, torch.Tensor]:
             """Loss and gradient at x; cancellation is checked here, so it lands within one
             evaluation even when a step needs several."""
-            nonlocal best_loss, best
+            nonlocal best_loss, best, evaluations
             _check(self.cancel)
+            evaluations += 1
             x = x.detach().requires_grad_(True)
             with devices.autocast(self.device, self.precision):
                 feats = self.net(x.contiguous(memory_format=self.fmt), layers)  # type: ignore[misc]
@@ -312,6 +322,7 @@ class _Run:
                 "height": content.shape[-2],
                 "steps_planned": steps,
                 "steps_run": run,
+                "evaluations": evaluations,
                 "seconds": round(time.perf_counter() - began, 3),
                 "best_loss": best_loss,
                 "early_stopped": run < steps,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms.functional import pil_to_tensor
 
 from engine import painter, style_cache
 from engine.errors import Cancelled
@@ -65,8 +66,13 @@ def test_end_to_end_output_progress_and_report(
     assert report["wall_s"] > 0 and report["oom_fallbacks"] == []
 
 
-@pytest.mark.parametrize("init", ["gray", "noise"])
-def test_other_inits_start_where_they_say(
+def _channel_means(image: Image.Image, side: int) -> torch.Tensor:
+    small = image.convert("RGB").resize((side, side), Image.Resampling.BILINEAR)
+    return pil_to_tensor(small).float().mean(dim=(1, 2)) / 255
+
+
+@pytest.mark.parametrize("init", ["gray", "noise", "content", "palette"])
+def test_inits_start_where_they_say(
     photo: Image.Image,
     painting: Image.Image,
     tiny_options: StylizeOptions,
@@ -86,10 +92,25 @@ def test_other_inits_start_where_they_say(
     tiny_options.scales, tiny_options.steps = (48,), 1
     stylize(photo, [StyleInput(painting)], tiny_options)
     start = optimized[0]
+    means = start.mean(dim=(0, 2, 3))
     if init == "gray":
         assert (start == 0.5).all()
-    else:
+    elif init == "noise":
         assert start.std() > 0.25  # uniform noise in [0, 1] has std ~0.29
+    elif init == "content":
+        assert torch.allclose(means, _channel_means(photo, 48), atol=0.02)
+    else:  # the photo's layout in the painting's colours
+        assert torch.allclose(means, _channel_means(painting, 48), atol=0.03)
+        assert not torch.allclose(means, _channel_means(photo, 48), atol=0.05)
+
+
+def test_palette_init_keeps_the_photo_when_colours_are_preserved(
+    photo: Image.Image, painting: Image.Image, tiny_options: StylizeOptions
+) -> None:
+    tiny_options.preserve_colors = "histogram"
+    run = painter._Run(photo, [StyleInput(painting)], tiny_options, None, None, None)
+    content = run.content_at(48)
+    assert torch.equal(run.initial(content, None), content)
 
 
 def test_same_seed_same_picture(
