@@ -171,9 +171,10 @@ class Delivery:
             self.pending = (t(self.lang, "started"), cancel)
         elif event.kind == "progress":
             fraction = event.fraction or 0.0
+            one_scale = (event.scales or 1) == 1  # "Scale 1/1" would say nothing
             text = t(
                 self.lang,
-                "progress",
+                "progress_one_scale" if one_scale else "progress",
                 bar=bar(fraction),
                 percent=round(fraction * 100),
                 scale=event.scale or 1,

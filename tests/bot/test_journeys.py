@@ -47,6 +47,7 @@ async def test_gallery_choice_gives_a_result(telegram: FakeTelegram, start_bot: 
         assert result.image_size() == (384, 256)  # balanced: 384 px long side, aspect kept
         assert {t for t, _ in result.buttons()} >= {"🎨 Another style", "➕ Stronger", "➖ Gentler"}
         [status] = [m for m in ann.messages("text") if "🎨" in m.all_texts()[0]]
+        assert all("/2 · about" in text for text in status.all_texts() if "%" in text)
         [preview] = [m for m in ann.messages("photo") if not m.caption]
         # the progress and preview messages go away once the result is there
         await telegram.wait_for(lambda: status.deleted and preview.deleted)
@@ -251,11 +252,12 @@ async def test_fifty_users_at_once(telegram: FakeTelegram, start_bot: BotFactory
 
 @pytest.mark.slow
 async def test_forget_and_blocked_user(telegram: FakeTelegram, start_bot: BotFactory) -> None:
-    async with start_bot(painter=SizedPainter(steps=30, step_s=0.05)) as app:
+    async with start_bot(painter=SizedPainter(steps=30, step_s=0.05, scales=1)) as app:
         svc = app.bot_data["services"]
         ann = telegram.user(95)
         await choose(ann, jpeg(seed=15))
-        await ann.wait_text("🎨")
+        status = await ann.wait_text("🎨")
+        assert "left" in status.text and "Scale" not in status.text  # one scale: no "1/1"
         telegram.blocked.add(95)  # the user blocks the bot mid-job
         await telegram.wait_for(lambda: not svc.follower.tasks, timeout=10)
         assert await svc.queue.active_jobs(95) == [] and await svc.queue.undelivered() == []
