@@ -278,7 +278,9 @@ class ProgressBar:
         if event.message:
             self.bar.write(f"orsay: {event.message}", file=sys.stderr)
         stage = {"loading": "loading model", "style_targets": "style targets", "done": "done"}
-        scale = f"scale {event.scale_index}/{event.scale_count} {event.size}px"
+        scale = f"{event.size}px"
+        if event.scale_count > 1:
+            scale = f"scale {event.scale_index}/{event.scale_count} {scale}"
         self.bar.set_description_str(stage.get(event.stage, scale), refresh=False)
         parts = []
         if event.stage == "optimizing":

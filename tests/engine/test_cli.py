@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import socket
@@ -254,6 +255,16 @@ def test_progress_bar_shows_scale_loss_and_eta(capsys: pytest.CaptureFixture[str
     assert "scale 2/2 128px" in err and "step 5/30" in err and "loss 0.0123" in err
     assert "ETA 1:15" in err and " 60%" in err
     assert "orsay: GPU out of memory: retrying at 96 px" in err
+
+
+def test_progress_bar_leaves_out_the_scale_count_of_a_one_scale_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bar = stylize_command.ProgressBar(enabled=True)
+    bar(dataclasses.replace(_event("optimizing", 1, 5, 0.2, loss=0.5), scale_count=1))
+    bar.close()
+    err = capsys.readouterr().err
+    assert "128px" in err and "step 5/30" in err and "scale 1/1" not in err
 
 
 # --- real runs --------------------------------------------------------------------------------
