@@ -34,7 +34,9 @@ def configurations(name: str, size: int) -> list[dict[str, Any]]:
             {"scales": [128, size], "steps_per_scale": [5, 5], "precision": "bf16"},
         ]
     default = {"scales": [128, 222, 384], "steps_per_scale": [100, 50, 200], "precision": "bf16"}
-    if name == "round2":  # preconditioned L-BFGS, and how much coarse stylization to carry up
+    if name == "round2":  # preconditioned L-BFGS; content boosts on the coarse scales
+        # (The recorded round also tried carrying only part of the coarse stylization up; it
+        # lost, and its option is gone: those rows are in bench/results/.)
         rows: list[dict[str, Any]] = [classic]
         rows += [{**classic, "extra": {"precondition": c}} for c in (0.25, 0.5, 1.0)]
         rows += [
@@ -42,16 +44,16 @@ def configurations(name: str, size: int) -> list[dict[str, Any]]:
         ]
         rows += [{**classic, "precision": "bf16", "extra": {"precondition": 0.5}}]
         rows += [{**default, "extra": {"precondition": c}} for c in (0.25, 0.5, 1.0)]
-        rows += [
-            {**default, "extra": {"stylization_carry": carry, "coarse_content_boost": boost}}
-            for carry, boost in itertools.product((0.5, 0.75), (0.0, 1.0))
-        ]
         rows += [{**default, "extra": {"coarse_content_boost": b}} for b in (3.0, 5.0)]
-        mixed = {"precondition": 0.5, "stylization_carry": 0.75, "coarse_content_boost": 1.0}
+        mixed = {"precondition": 0.5, "coarse_content_boost": 1.0}
         rows += [{**default, "extra": mixed}]
         rows += [
-            {"scales": [256, 384], "steps_per_scale": [120, 200], "precision": "bf16", "extra": e}
-            for e in ({"precondition": 0.5}, {"stylization_carry": 0.75})
+            {
+                "scales": [256, 384],
+                "steps_per_scale": [120, 200],
+                "precision": "bf16",
+                "extra": {"precondition": 0.5},
+            }
         ]
         return rows
     if name == "round3":  # the preconditioner with and without coarse scales, at any size
