@@ -140,7 +140,7 @@ def run(config: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
 
     def recording(self: Any, image: Any, features: Any) -> Any:
         parts = original(self, image, features)
-        evaluations.append((int(image.shape[-1]), float(parts["total"])))
+        evaluations.append((int(image.shape[-1]), float(parts["total"].detach())))
         return parts
 
     losses.GatysLoss.parts = recording  # type: ignore[method-assign]
