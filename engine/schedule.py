@@ -1,12 +1,12 @@
 """The schedule: which long sides to optimize at, and how many steps at each.
 
 Measured (bench/schedule_sweep.py: VGG16 fixture, cat + Starry Night, every loss evaluation
-priced at its CPU cost): each upsampling throws the full-size loss back up 30-200x, and runs
-that start from a coarse result settle in a worse basin of the full-size objective (about 5%
-higher loss after 200 full-size steps, whatever the ladder: √2 or 2 spacing, 96-256 px bases,
-content boosts, detail transfer). With engine.lbfgs's preconditioned L-BFGS a single full-size
-scale reaches every loss sooner at 384 px; at 768 px one half-size pass first still wins for
-budgets under ~40% of the classic run. So a coarse pass runs only from COARSE_FROM px up. The
+recorded, bench/results/): each upsampling throws the full-size loss back up 30-200x and costs
+~20 full-size steps to recover. After 200 full-size steps no ladder tried (ratios 1.33 to 4,
+96-256 px first scales, content boosts, detail transfer) was below a single full-size scale with
+engine.lbfgs's preconditioner after its first 200 (best ladder 0.001646 vs 0.001646-0.001651,
+the rest up to 9% higher), so at 384 px the coarse steps are pure extra cost. At 768 px one
+half-size pass first still won for budgets under ~40% of the classic run, hence COARSE_FROM. The
 classic recipe is `scales=(size,)`, `steps=N`.
 """
 
