@@ -68,11 +68,9 @@ class BoxLBFGS:
         self.rho: list[float] = []
         self.f: float | None = None
         self.g = torch.zeros_like(self.x)
-        self.evaluations = 0
         self.precondition = precondition or (lambda v: v)
 
     def _eval(self, x: torch.Tensor) -> tuple[float, torch.Tensor]:
-        self.evaluations += 1
         f, g = self.evaluate(x)
         return f, g.detach().reshape(x.shape).to(x.dtype)
 

@@ -42,17 +42,23 @@ def test_never_leaves_the_box_and_never_accepts_a_rise() -> None:
     assert box.x.min() >= 0 and box.x.max() <= 1
 
 
-def test_a_misleading_first_step_is_halved_not_taken() -> None:
-    """f = 1e6·(x − 0.5)² from x = 0.4: the full first step overshoots, backtracking fixes it."""
+def test_an_overshooting_step_is_halved_until_the_loss_falls() -> None:
+    """f = 1e6·(x − 0.5)² from x = 0.49: the first step moves 0.05 to 0.54 (loss 1600 > 100),
+    half of it to 0.515 (225) is still worse, a quarter to 0.5025 (6.25) is taken."""
     target = torch.full((1, 1, 4, 4), 0.5)
-    evaluate = quadratic(target, torch.full_like(target, 1e6))
-    box = BoxLBFGS(torch.full_like(target, 0.4), evaluate)
-    start = evaluate(box.x)[0]
-    assert box.step() < start
-    assert box.evaluations >= 2
+    quad = quadratic(target, torch.full_like(target, 1e6))
+    seen: list[float] = []
+
+    def evaluate(x: torch.Tensor) -> tuple[float, torch.Tensor]:
+        seen.append(float(x.mean()))
+        return quad(x)
+
+    box = BoxLBFGS(torch.full_like(target, 0.49), evaluate)
+    assert box.step() == pytest.approx(16 * 6.25, rel=1e-3)  # 16 pixels
+    assert seen == pytest.approx([0.49, 0.54, 0.515, 0.5025], abs=1e-6)
 
 
-def test_thepyramid_preconditioner_is_symmetric_and_positive() -> None:
+def test_the_pyramid_preconditioner_is_symmetric_and_positive() -> None:
     g = torch.Generator().manual_seed(1)
     apply = pyramid_preconditioner(0.25, 4)
     u, v = (torch.randn((1, 3, 20, 30), generator=g) for _ in range(2))
