@@ -336,8 +336,8 @@ class _Run:
         """One optimizer iteration per call, returning the latest loss. L-BFGS is engine.lbfgs's
         box-aware one; extra['lbfgs'] = 'torch' runs torch.optim.LBFGS (fixed unit step, clamp
         after each step) for comparison in bench/engine_speed.py."""
+        history = int(self.options.extra.get("history", LBFGS_HISTORY))
         if self.options.optimizer == "lbfgs" and self.options.extra.get("lbfgs", "box") == "box":
-            history = int(self.options.extra.get("history", LBFGS_HISTORY))
             strength = float(self.options.extra.get("precondition", PRECONDITION))
             levels = int(self.options.extra.get("precondition_levels", 4))
             box = BoxLBFGS(
@@ -352,12 +352,7 @@ class _Run:
         if self.options.optimizer == "adam":
             optimizer = torch.optim.Adam([pixels], lr=ADAM_LR)
         else:
-            optimizer = torch.optim.LBFGS(
-                [pixels],
-                lr=1.0,
-                max_iter=1,
-                history_size=int(self.options.extra.get("history", LBFGS_HISTORY)),
-            )
+            optimizer = torch.optim.LBFGS([pixels], lr=1.0, max_iter=1, history_size=history)
         clamp_each_step = bool(self.options.extra.get("clamp", True))
         last = math.nan
 
