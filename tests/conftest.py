@@ -7,7 +7,6 @@ cannot report a green run that exercised nothing.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,12 +14,6 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RANDOM_WEIGHTS_SEED = 1234
-
-# pytest's default "prepend" import mode puts tests/ on sys.path, where tests/engine/ (no
-# __init__.py) would shadow the real `engine` package as a namespace package under the
-# editable-install finder. A regular package anywhere on sys.path beats namespace portions.
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 
 def _shared_path() -> Path:

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bot_helpers import BotFactory
-from fake_telegram import TOKEN, FakeTelegram
-from painters import SizedPainter
 
 from bot.app import build_application, running
 from bot.config import Settings, load_settings
 from engine.queue import JobQueue, Painter
+from tests.doubles.bot_helpers import BotFactory
+from tests.doubles.fake_telegram import TOKEN, FakeTelegram
+from tests.doubles.painters import SizedPainter
 
 
 @pytest.fixture

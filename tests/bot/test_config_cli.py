@@ -11,10 +11,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from bot_helpers import stop_bot_process
-from fake_telegram import TOKEN, FakeTelegram
 
 from bot.config import ConfigError, load_settings
+from tests.doubles.bot_helpers import stop_bot_process
+from tests.doubles.fake_telegram import TOKEN, FakeTelegram
 
 REPO = Path(__file__).resolve().parents[2]
 

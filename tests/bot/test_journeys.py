@@ -7,12 +7,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from bot_helpers import BotFactory, jpeg
-from fake_telegram import FakeTelegram, FakeUser
-from painters import SizedPainter
 
 from engine.queue import JobRequest, QueueLimits, StyleChoice, open_queue
 from engine.queue.stub_painter import result_colour
+from tests.doubles.bot_helpers import BotFactory, jpeg
+from tests.doubles.fake_telegram import FakeTelegram, FakeUser
+from tests.doubles.painters import SizedPainter
 
 
 def colour_of(data: bytes) -> tuple[int, int, int]:

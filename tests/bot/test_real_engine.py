@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bot_helpers import BotFactory
-from fake_telegram import FakeTelegram
+
+from tests.doubles.bot_helpers import BotFactory
+from tests.doubles.fake_telegram import FakeTelegram
 
 
 @pytest.mark.slow

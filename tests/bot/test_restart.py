@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from bot_helpers import BotFactory, jpeg, stop_bot_process
-from fake_telegram import TOKEN, FakeTelegram
-from painters import SizedPainter
+
+from tests.doubles.bot_helpers import BotFactory, jpeg, stop_bot_process
+from tests.doubles.fake_telegram import TOKEN, FakeTelegram
+from tests.doubles.painters import SizedPainter
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,8 +70,8 @@ async def test_killed_bot_process_delivers_once_after_restart(
     env = {
         **os.environ,
         **bot_env,
-        "ORSAY_PAINTER": "painters:slow",
-        "PYTHONPATH": str(Path(__file__).parent),
+        "ORSAY_PAINTER": "tests.doubles.painters:slow",
+        "PYTHONPATH": str(REPO),
         "ORSAY_LOG_LEVEL": "DEBUG",
         "ORSAY_TELEGRAM_RATE": "30",  # the production pace (bot.pacing), not the tests' "off"
     }

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from bot_helpers import BotFactory, jpeg
-from fake_telegram import FakeTelegram
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 
 from bot import keyboards, tg
@@ -20,6 +18,8 @@ from bot.pacing import ForegroundFirstLimiter
 from bot.store import JobMessages, Store
 from bot.texts import EN, RU, pick_language, t
 from engine.queue import QueueUnavailable
+from tests.doubles.bot_helpers import BotFactory, jpeg
+from tests.doubles.fake_telegram import FakeTelegram
 
 
 def test_every_text_exists_in_both_languages() -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from queue_helpers import QueueFactory
 
 from engine.queue import JobEvent, JobOptions, JobQueue, JobRequest, JobState, StyleChoice
 from engine.queue.painter import make_engine_painter
+from tests.doubles.queue_helpers import QueueFactory
 
 GALLERY_SLUG = "hokusai-great-wave-off-kanagawa"
 

@@ -7,7 +7,6 @@ import io
 
 import pytest
 from PIL import Image
-from queue_helpers import QueueFactory, request
 
 from engine.queue import (
     JobEvent,
@@ -18,6 +17,7 @@ from engine.queue import (
     TooManyActiveJobs,
 )
 from engine.queue.stub_painter import StubPainter, result_colour
+from tests.doubles.queue_helpers import QueueFactory, request
 
 
 async def follow(queue: JobQueue, job_id: str, timeout: float = 20.0) -> list[JobEvent]:

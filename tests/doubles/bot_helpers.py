@@ -1,5 +1,5 @@
-"""Helpers the bot tests import by name (conftest.py itself is not importable reliably when
-several test folders each have one)."""
+"""Helpers for bot tests: a factory that runs the real bot in-process against the fake Bot API,
+a JPEG maker, and the SIGTERM-then-kill teardown for bot subprocesses."""
 
 from __future__ import annotations
 

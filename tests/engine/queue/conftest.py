@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from queue_helpers import QueueFactory, RedisServer, redis_available
 
 from engine.queue import JobQueue, QueueLimits, open_queue
 from engine.queue.seam import Painter
+from tests.doubles.queue_helpers import QueueFactory, RedisServer, redis_available
 
 
 @pytest.fixture

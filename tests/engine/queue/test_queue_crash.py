@@ -13,14 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from queue_helpers import RedisServer, request
 
 from engine.queue import JobEvent, JobQueue, JobState, QueueLimits, QueueUnavailable, open_queue
 from engine.queue.arq_worker import WorkerConfig, start_worker_task
 from engine.queue.stub_painter import StubPainter
+from tests.doubles.queue_helpers import RedisServer, request
 
 HERE = Path(__file__).parent
-ROOT = HERE.parents[1]
+ROOT = HERE.parents[2]
 
 
 def child_env() -> dict[str, str]:
@@ -231,7 +231,7 @@ async def test_redis_worker_serves_health_and_metrics(
     import json
     import urllib.request
 
-    from queue_helpers import free_port
+    from tests.doubles.queue_helpers import free_port
 
     port = free_port()
     env_port = {"ORSAY_METRICS_PORT": str(port)}

@@ -1,0 +1,1 @@
+"""Orsay's test suite, one package per source package (engine, queue, bot, ops) plus `doubles`."""

@@ -1,0 +1,1 @@
+"""Tests of engine.queue: the contract over both backends, crashes, policy, the real painter."""
