@@ -50,6 +50,7 @@ WORKDIR /opt/orsay/src
 COPY pyproject.toml README.md ./
 COPY engine ./engine
 COPY bot ./bot
+COPY orsay ./orsay
 RUN pip install --no-cache-dir .
 
 # The gallery paintings, checksummed, into the folder ORSAY_GALLERY_DIR points at.

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import os
 import random
 import signal
 import subprocess
@@ -28,9 +27,10 @@ from pathlib import Path
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "bot"))
+sys.path.insert(0, str(REPO))
 
-from fake_telegram import TOKEN, Call, FakeTelegram  # noqa: E402
+from engine.settings import child_env, load_settings  # noqa: E402
+from tests.doubles.fake_telegram import TOKEN, Call, FakeTelegram  # noqa: E402
 
 
 def photo(seed: int) -> bytes:
@@ -82,20 +82,19 @@ async def run(args: argparse.Namespace) -> int:
     await server.start()
     watcher = Watcher()
     server.listeners.append(watcher)
-    shared = Path(os.environ.get("ORSAY_SHARED") or REPO.parent / "shared")
+    shared = load_settings().shared_dir
     data = Path(tempfile.mkdtemp(prefix="orsay-bot-load-"))
-    env = {
-        **os.environ,
-        "TELEGRAM_BOT_TOKEN": TOKEN,
-        "ORSAY_BOT_API_URL": server.url,
-        "ORSAY_DATA_DIR": str(data),
-        "ORSAY_GALLERY_DIR": str(shared / "artworks"),
-        "ORSAY_PAINTER": "stub",
-        "ORSAY_TELEGRAM_RATE": str(args.telegram_rate),
-        "ORSAY_LOG_LEVEL": "WARNING",
-    }
+    env = child_env(
+        TELEGRAM_BOT_TOKEN=TOKEN,
+        ORSAY_BOT_API_URL=server.url,
+        ORSAY_DATA_DIR=str(data),
+        ORSAY_GALLERY_DIR=str(shared / "artworks"),
+        ORSAY_PAINTER="stub",
+        ORSAY_TELEGRAM_RATE=str(args.telegram_rate),
+        ORSAY_LOG_LEVEL="WARNING",
+    )
     profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
-    cmd = [sys.executable, *profile, "-m", "engine.cli", "bot"]
+    cmd = [sys.executable, *profile, "-m", "orsay", "bot"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env)
     try:
         await server.wait_for(lambda: server.calls_to("getUpdates"), timeout=60)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import socket
 import statistics
 import subprocess
@@ -44,6 +43,7 @@ from engine.queue import (  # noqa: E402
     open_queue,
 )
 from engine.queue.stub_painter import StubPainter  # noqa: E402
+from engine.settings import child_env  # noqa: E402
 
 
 @dataclass
@@ -139,9 +139,9 @@ async def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> 
         ))  # fmt: skip
         url = f"redis://127.0.0.1:{port}/0"
         time.sleep(0.5)
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "ORSAY_LOG_LEVEL": "WARNING"}
+        env = child_env(PYTHONPATH=str(ROOT), ORSAY_LOG_LEVEL="WARNING")
         for _ in range(args.workers):
-            cmd = [sys.executable, "-m", "engine.cli", "worker", "--queue", url, "--stub-painter"]
+            cmd = [sys.executable, "-m", "orsay", "worker", "--queue", url, "--stub-painter"]
             extra = ["--stub-steps", str(args.steps), "--stub-step-s", str(args.step_s)]
             procs.append(subprocess.Popen([*cmd, *extra, "--poll", "0.02"], env=env))
         queue = open_queue(url, limits=limits)

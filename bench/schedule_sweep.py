@@ -24,8 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.settings import load_settings
+
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("ORSAY_SHARED") or REPO.parent / "shared")
+SHARED = load_settings().shared_dir  # ORSAY_SHARED, else <repo>/../shared
 
 
 def configurations(name: str, size: int) -> list[dict[str, Any]]:

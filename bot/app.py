@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-import os
 import secrets
 from collections.abc import AsyncIterator
 from urllib.parse import urlparse
@@ -22,7 +21,7 @@ from telegram.ext import (
 )
 
 from bot import handlers
-from bot.config import Settings
+from bot.config import Settings, require_token
 from bot.follow import Follower, resume
 from bot.pacing import ForegroundFirstLimiter
 from bot.services import Services
@@ -58,7 +57,12 @@ def make_painter(settings: Settings) -> Painter:
     from engine.queue.painter import make_engine_painter
 
     return make_engine_painter(
-        settings.model, settings.weights, settings.device, settings.max_size or 512
+        settings.model,
+        settings.weights,
+        settings.device,
+        settings.max_size,
+        gallery=settings.gallery,
+        style_cache_dir=settings.style_cache_dir,
     )
 
 
@@ -67,26 +71,25 @@ def build_application(
 ) -> Application:
     """The bot, not started. Embedded queues paint in this process with `painter` (default:
     `make_painter(settings)`); with ORSAY_QUEUE=redis://… workers paint and `painter` is unused."""
-    if settings.gallery_dir:
-        os.environ.setdefault("ORSAY_GALLERY_DIR", settings.gallery_dir)
     from engine.gallery import list_paintings
 
     if queue is None:
-        redis = (settings.queue_url or "").startswith(("redis://", "rediss://", "unix://"))
-        if painter is None and not redis:
+        if painter is None and not settings.redis_queue:
             painter = make_painter(settings)
         queue = open_queue(
             settings.queue_url,
             painter=painter,
             data_dir=settings.data_dir,
             limits=QueueLimits(per_user=2, max_queue=100),
+            retention_s=settings.retention_s,
+            shutdown_grace_s=settings.shutdown_grace_s,
         )
     app = (
         ApplicationBuilder()
-        .token(settings.token)
+        .token(require_token(settings))
         .base_url(settings.base_url)
         .base_file_url(settings.base_file_url)
-        .rate_limiter(ForegroundFirstLimiter(settings.max_rate, max_retries=2))
+        .rate_limiter(ForegroundFirstLimiter(settings.telegram_rate, max_retries=2))
         .concurrent_updates(32)
         # httpcore scans its whole pool for every request: PTB's default of 256 connections
         # made that scan most of the bot's CPU under load; 32 is plenty for one bot.
@@ -103,7 +106,7 @@ def build_application(
         queue=queue,
         store=store,
         follower=Follower(app.bot, queue, store),
-        paintings=list_paintings(present_only=True),
+        paintings=list_paintings(settings.gallery, present_only=True),
     )
 
     # -- registration: one handler per user intent -----------------------------------------
@@ -144,7 +147,7 @@ async def on_startup(app: Application) -> None:
     if svc.settings.metrics_port is not None:
         from engine.observability.health import queue_check, start_health_server
 
-        embedded = not (svc.settings.queue_url or "").startswith(("redis", "unix"))
+        embedded = not svc.settings.redis_queue
         check = queue_check(svc.queue, expect_workers=embedded, report_device=embedded)
         svc.health = await start_health_server(svc.settings.metrics_port, check)
     log.info("bot started: %d paintings, api %s", len(svc.paintings), svc.settings.api_url)

@@ -1,5 +1,5 @@
 """`orsay bot`: run the Telegram bot. Imports no Telegram code until the command runs, so the
-engine's CLI stays light."""
+`orsay` command line (orsay.cli) stays light."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import argparse
 import sys
 from typing import Any
 
+from engine.settings import Settings
 
-def register(subparsers: Any) -> None:
+
+def register(subparsers: Any, settings: Settings) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "bot",
         help="run the Telegram bot",
@@ -25,17 +27,17 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from bot.config import ConfigError, load_settings
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.config import ConfigError, require_token
 
     try:
-        settings = load_settings()
+        require_token(settings)
     except ConfigError as exc:
         print(f"orsay bot: {exc}", file=sys.stderr)
         return 2
     from engine.observability.logs import configure_logging
 
-    configure_logging(settings.log_level, secrets=[settings.token])
+    configure_logging(settings.log_level, settings.secrets)
     from bot.app import run as run_bot
 
     return run_bot(settings, webhook_url=args.webhook_url, port=args.port)

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from engine import presets
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     user_id INTEGER PRIMARY KEY,
@@ -31,16 +33,16 @@ CREATE TABLE IF NOT EXISTS job_messages (
     sent INTEGER NOT NULL DEFAULT 0
 );
 """
-STRENGTHS = ("gentle", "medium", "strong")
-QUALITIES = ("fast", "balanced", "high")
+STRENGTHS = presets.STRENGTH_LEVELS  # the -/+ buttons step through these
+QUALITIES = presets.QUALITIES
 
 
 @dataclass
 class UserPrefs:
     user_id: int
     lang: str | None = None
-    quality: str = "balanced"
-    strength: str = "medium"
+    quality: str = presets.DEFAULT_QUALITY
+    strength: str = presets.DEFAULT_STRENGTH
     keep_colors: bool = False
     as_file: bool = False
     awaiting_style: bool = False

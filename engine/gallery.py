@@ -1,8 +1,9 @@
 """The gallery: public-domain paintings people pick by name instead of uploading a style.
 
 The package ships only a manifest (slug, title, artist, year, pinned URL, sha256 and size of the
-download, license note); `fetch` downloads the images into `gallery_dir()`. An operator can point
-`ORSAY_GALLERY_DIR` at their own folder instead; its `MANIFEST.tsv` (columns `file`, `title`,
+download, license note); `fetch` downloads the images into the gallery folder every function here
+takes as `folder` (`Settings.gallery`: `<data dir>/gallery`, or the operator's own folder named by
+`ORSAY_GALLERY_DIR`); its `MANIFEST.tsv` (columns `file`, `title`,
 `artist_or_author`, `year`, ...) supplies titles, and loose images there join the gallery too.
 No torch import here: the bot lists and renders the gallery without loading the engine.
 """
@@ -14,7 +15,6 @@ import difflib
 import functools
 import hashlib
 import io
-import os
 import re
 import time
 import unicodedata
@@ -29,7 +29,6 @@ from PIL import Image, ImageDraw, ImageFont
 from engine import imaging
 from engine.errors import GalleryError, ImageError, StyleNotFound
 from engine.options import StyleInput
-from engine.paths import data_dir
 
 MANIFEST = Path(__file__).with_name("gallery_manifest.tsv")  # package data, next to this file
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -49,18 +48,11 @@ class Painting:
     sha256: str  # of the download (a downscaled copy on disk has another checksum)
     bytes: int
     license: str
-    path: Path | None = None  # the image in gallery_dir(), when present
+    path: Path | None = None  # the image in the gallery folder, when present
 
     @property
     def caption(self) -> str:
         return f"{self.title} — {self.artist}" if self.artist else self.title
-
-
-def gallery_dir() -> Path:
-    """`ORSAY_GALLERY_DIR` if set (an operator's folder, or ../shared/artworks in tests), else
-    `<data dir>/gallery`. Not created here: listing a gallery must not write anywhere."""
-    override = os.environ.get("ORSAY_GALLERY_DIR")
-    return Path(override).expanduser() if override else data_dir() / "gallery"
 
 
 def slugify(name: str) -> str:
@@ -121,12 +113,12 @@ def _title_from_name(stem: str) -> str:
     return " ".join(w if w.isupper() else w.capitalize() for w in words) or stem
 
 
-def list_paintings(*, present_only: bool = False) -> list[Painting]:
+def list_paintings(folder: Path, *, present_only: bool = False) -> list[Painting]:
     """The packaged paintings (in manifest order), then paintings only the gallery folder knows.
 
     A folder `MANIFEST.tsv` overrides titles/artists/years; images without any manifest row get
-    a title made from their file name. `present_only` drops paintings not downloaded yet."""
-    folder = gallery_dir()
+    a title made from their file name. `present_only` drops paintings not downloaded yet.
+    Listing never writes: a missing folder is an empty one."""
     files = _folder_files(folder)
     local = _folder_manifest(folder)
     paintings: list[Painting] = []
@@ -166,12 +158,12 @@ def _is_image_name(name: str) -> bool:
     return Path(name).suffix.lower() in IMAGE_SUFFIXES
 
 
-def find(slug: str) -> Painting:
+def find(slug: str, folder: Path) -> Painting:
     """The painting called `slug` (case and file suffix forgiven), or StyleNotFound that says
     what exists."""
     name = slug.strip()
     wanted = slugify(name[: -len(Path(name).suffix)] if _is_image_name(name) else name)
-    paintings = list_paintings()
+    paintings = list_paintings(folder)
     for painting in paintings:
         if painting.slug == wanted:
             return painting
@@ -199,7 +191,7 @@ def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
-def load_style(slug_or_path: str, weight: float = 1.0) -> StyleInput:
+def load_style(slug_or_path: str, weight: float = 1.0, *, folder: Path) -> StyleInput:
     """A style for the painter: an existing image file (uploaded or local; no cache key), or a
     gallery painting with `cache_key = "<slug>:<sha256 of its file>[:16]"` so the engine can
     reuse its style targets until the file changes."""
@@ -208,7 +200,7 @@ def load_style(slug_or_path: str, weight: float = 1.0) -> StyleInput:
         return StyleInput(image=imaging.load_image(candidate), weight=weight)
     if candidate.suffix.lower() in IMAGE_SUFFIXES and len(candidate.parts) > 1:
         raise StyleNotFound(f"style file {candidate.name!r} does not exist")
-    painting = find(slug_or_path)
+    painting = find(slug_or_path, folder)
     if painting.path is None or not painting.path.is_file():
         raise GalleryError(
             f"the painting {painting.slug!r} is not downloaded yet; run `orsay gallery fetch`"
@@ -307,24 +299,24 @@ def _source_url(painting: Painting, mirror: str | None) -> str:
 def fetch(
     progress: bool = True,
     *,
+    folder: Path,
     mirror: str | None = None,
     paintings: Sequence[Painting] | None = None,
     retries: int = 3,
     backoff_s: float = 1.0,
     timeout_s: float = 60.0,
 ) -> list[Path]:
-    """Download every packaged painting that is missing or fails its checksum into gallery_dir().
+    """Download every packaged painting that is missing or fails its checksum into `folder`.
 
     `mirror` replaces the pinned URLs by `<mirror>/<slug><suffix>` (a flat copy of the gallery,
     e.g. an operator's server). Each download is checked against the manifest's sha256 and
     size, retried with backoff, downscaled to MAX_SIDE if larger, and renamed into place
     atomically. Returns the files written; raises GalleryError naming every painting that
     could not be fetched (the others are kept)."""
-    chosen = [p for p in (paintings if paintings is not None else list_paintings()) if p.url]
+    chosen = [p for p in (paintings if paintings is not None else list_paintings(folder)) if p.url]
     todo = [p for p in chosen if not is_valid(p)]
     if not todo:
         return []
-    folder = gallery_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:

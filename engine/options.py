@@ -22,15 +22,6 @@ InitName = Literal["palette", "content", "noise", "gray"]
 StyleLossName = Literal["gram", "wasserstein"]
 Stage = Literal["loading", "style_targets", "optimizing", "done"]
 
-# Named strengths the bot and CLI accept besides a number in [0, 1].
-STRENGTHS: dict[str, float] = {
-    "low": 0.25,
-    "gentle": 0.25,
-    "medium": 0.5,
-    "high": 0.85,
-    "strong": 0.85,
-}
-
 
 @dataclass(frozen=True)
 class StyleInput:

@@ -506,8 +506,10 @@ def stylize(
     """Repaint `content` in the blended style of `styles`; see StylizeOptions for the knobs.
 
     Raises engine.errors.Cancelled within one optimizer step of `cancel.set()`, WeightsError for
-    unusable weights. Style targets of styles with a `cache_key` are cached under the data dir.
+    unusable weights. Style targets of styles with a `cache_key` are cached in memory, and on
+    disk in `options.extra["style_cache_dir"]` when the caller names one (the CLI, workers and
+    the bot do).
     """
     use_cache = options.extra.get("style_cache", True)
-    cache = default_cache() if use_cache else None
+    cache = default_cache(options.extra.get("style_cache_dir")) if use_cache else None
     return _Run(content, styles, options, progress, cancel, cache).paint()

@@ -15,15 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.options import StylizeOptions
+from engine.presets import QUALITY  # quality -> (half-size steps, full-size steps, tolerance)
 
-# quality -> (steps at the half-size pass, steps at full size, tolerance). Early stop ends a
-# scale when the loss improved by less than `tolerance` (relative) over the last
-# EARLY_STOP_WINDOW steps, never before MIN_STEPS_BEFORE_STOP.
-QUALITY: dict[str, tuple[int, int, float]] = {
-    "fast": (40, 60, 3e-3),
-    "balanced": (60, 120, 1e-3),
-    "high": (100, 300, 3e-4),
-}
 COARSE_FROM = 600  # px; below this a half-size pass costs more than it saves
 MIN_STEPS_BEFORE_STOP = 30  # L-BFGS barely moves in its first steps; that is not convergence
 EARLY_STOP_WINDOW = 10

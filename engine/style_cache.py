@@ -3,7 +3,8 @@
 A painting's Gram matrices depend only on (painting, network, weights, size, style scale, loss
 kind, layers), so repeated requests for the same gallery painting skip the style forward pass.
 Only `StyleInput`s with a `cache_key` are cached; uploads are not. Files live under
-`data_dir()/style-cache/` and are plain `torch.save` dicts of CPU tensors.
+the directory the caller names (`Settings.style_cache_dir`, `<data dir>/style-cache/`) and
+are plain `torch.save` dicts of CPU tensors.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from pathlib import Path
 import torch
 
 from engine.losses import Targets
-from engine.paths import data_dir
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +86,13 @@ class StyleCache:
                 self._memory.popitem(last=False)
 
 
-_caches: dict[Path, StyleCache] = {}
+_caches: dict[Path | None, StyleCache] = {}
 _caches_lock = threading.Lock()
 
 
-def default_cache() -> StyleCache:
-    """The process-wide cache under the current data dir (made on first use, not at import;
-    keyed by directory so a changed `ORSAY_DATA_DIR` gets its own)."""
-    directory = data_dir() / "style-cache"
+def default_cache(directory: Path | None) -> StyleCache:
+    """The process-wide cache for `directory` (None: in memory only), made on first use and kept
+    per directory, so two data dirs in one process (tests) never share files."""
     with _caches_lock:
         if directory not in _caches:
             _caches[directory] = StyleCache(directory)

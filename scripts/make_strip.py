@@ -11,7 +11,6 @@ README can say which weights made the picture:
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from PIL import Image, ImageOps
 
 from engine.options import StyleInput, StylizeOptions
 from engine.painter import stylize
+from engine.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS = (
@@ -30,7 +30,7 @@ GAP = 6
 
 
 def shared_dir() -> Path:
-    path = Path(os.environ.get("ORSAY_SHARED") or ROOT.parent / "shared")
+    path = load_settings().shared_dir  # ORSAY_SHARED, else <repo>/../shared
     if not (path / "photos").is_dir():
         raise SystemExit(f"shared data not found at {path} (set ORSAY_SHARED)")
     return path

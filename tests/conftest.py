@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from engine.settings import load_settings
+
 RANDOM_WEIGHTS_SEED = 1234
 
 
 def _shared_path() -> Path:
-    return Path(os.environ.get("ORSAY_SHARED") or REPO_ROOT.parent / "shared").resolve()
+    return load_settings().shared_dir.resolve()
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,14 +10,18 @@ from typing import Any
 
 from engine import gallery, imaging
 from engine.errors import OrsayError
+from engine.settings import Settings
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any, settings: Settings) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "gallery", help="list or download the gallery of paintings"
     )
     parser.add_argument(
-        "--gallery-dir", type=Path, default=None, help="use this folder as the gallery"
+        "--gallery-dir",
+        type=Path,
+        default=settings.gallery,
+        help=f"use this folder as the gallery (default: {settings.gallery})",
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -43,9 +46,7 @@ def register(subparsers: Any) -> None:
 def _guard(command: Any) -> Any:
     """Print OrsayErrors as one line and exit 2, like `orsay stylize`."""
 
-    def run(args: argparse.Namespace) -> int:
-        if args.gallery_dir is not None:
-            os.environ["ORSAY_GALLERY_DIR"] = str(args.gallery_dir)
+    def run(args: argparse.Namespace, settings: Settings) -> int:
         try:
             return int(command(args))
         except OrsayError as error:
@@ -68,7 +69,7 @@ def _short(text: str, limit: int = 48) -> str:
 
 
 def list_command(args: argparse.Namespace) -> int:
-    paintings = gallery.list_paintings()
+    paintings = gallery.list_paintings(args.gallery_dir)
     rows = [("SLUG", "TITLE", "ARTIST", "YEAR", "PRESENT")]
     rows += [
         (p.slug, _short(p.title), p.artist, p.year, "yes" if p.path is not None else "no")
@@ -76,15 +77,17 @@ def list_command(args: argparse.Namespace) -> int:
     ]
     print(format_table(rows))
     present = sum(p.path is not None for p in paintings)
-    print(f"\n{present} of {len(paintings)} present in {gallery.gallery_dir()}")
+    print(f"\n{present} of {len(paintings)} present in {args.gallery_dir}")
     if present < len(paintings):
         print("run `orsay gallery fetch` to download the missing ones")
     return 0
 
 
 def fetch_command(args: argparse.Namespace) -> int:
-    written = gallery.fetch(progress=not args.quiet, mirror=args.mirror, retries=args.retries)
-    where = gallery.gallery_dir()
+    where = args.gallery_dir
+    written = gallery.fetch(
+        progress=not args.quiet, folder=where, mirror=args.mirror, retries=args.retries
+    )
     if written:
         print(f"downloaded {len(written)} paintings into {where}")
     else:
@@ -95,7 +98,9 @@ def fetch_command(args: argparse.Namespace) -> int:
 def sheet_command(args: argparse.Namespace) -> int:
     imaging.output_format(args.output)
     data = gallery.contact_sheet(
-        gallery.list_paintings(present_only=True), columns=args.columns, thumb=args.thumb
+        gallery.list_paintings(args.gallery_dir, present_only=True),
+        columns=args.columns,
+        thumb=args.thumb,
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     imaging.atomic_write(args.output, data)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import time
@@ -20,7 +19,6 @@ from typing import Any, get_args
 from engine import gallery, imaging
 from engine.errors import OrsayError
 from engine.options import (
-    STRENGTHS,
     ColorMode,
     InitName,
     ModelName,
@@ -31,6 +29,8 @@ from engine.options import (
     StyleLossName,
     StylizeOptions,
 )
+from engine.presets import STRENGTHS
+from engine.settings import Settings
 
 DEFAULT_SIZE = 512
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -92,18 +92,19 @@ def _device(text: str) -> str:
     return text
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any, settings: Settings) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "stylize",
         help="repaint a photo in the style of one or more paintings",
         description="Repaint CONTENT in the style of gallery paintings or image files.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add_arguments(parser)
+    add_arguments(parser, settings)
     parser.set_defaults(run=run)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
+    """The flags; --weights, --device and --gallery-dir default to the settings."""
     parser.add_argument("content", type=Path, metavar="CONTENT", help="the photo to repaint")
     parser.add_argument(
         "--style",
@@ -149,13 +150,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=get_args(ModelName), default=StylizeOptions.model)
     parser.add_argument(
         "--weights",
-        default=os.environ.get("ORSAY_VGG_WEIGHTS") or "torchvision",
+        default=settings.weights,
         help="torchvision | random | PATH to a state_dict (env ORSAY_VGG_WEIGHTS)",
     )
     parser.add_argument(
         "--device",
         type=_device,
-        default=os.environ.get("ORSAY_DEVICE") or "auto",
+        default=settings.device,
         help="auto|cpu|cuda|mps (env ORSAY_DEVICE)",
     )
     parser.add_argument(
@@ -189,7 +190,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not reuse cached style targets of gallery paintings",
     )
     parser.add_argument(
-        "--gallery-dir", type=Path, default=None, help="use this folder as the gallery"
+        "--gallery-dir",
+        type=Path,
+        default=settings.gallery,
+        help="use this folder as the gallery (env ORSAY_GALLERY_DIR)",
     )
     parser.add_argument("--report", type=Path, default=None, help="write a JSON run report")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -250,7 +254,7 @@ def _check(args: argparse.Namespace, options: StylizeOptions) -> None:
 
 def load_styles(args: argparse.Namespace) -> list[StyleInput]:
     return [
-        gallery.load_style(name, weight)
+        gallery.load_style(name, weight, folder=args.gallery_dir)
         for name, weight in zip(args.style, style_weights(args), strict=True)
     ]
 
@@ -314,18 +318,17 @@ def _jsonable_args(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        return paint(args)
+        return paint(args, settings)
     except OrsayError as error:
         print(f"orsay: error: {error}", file=sys.stderr)
         return 2
 
 
-def paint(args: argparse.Namespace) -> int:
-    if args.gallery_dir is not None:
-        os.environ["ORSAY_GALLERY_DIR"] = str(args.gallery_dir)
+def paint(args: argparse.Namespace, settings: Settings) -> int:
     options = options_from_args(args)
+    options.extra.setdefault("style_cache_dir", settings.style_cache_dir)
     _check(args, options)
     content = imaging.load_image(args.content)
     styles = load_styles(args)

@@ -11,46 +11,38 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 from typing import Any
+
+from engine.settings import Settings, is_redis_url
 
 log = logging.getLogger("orsay.worker")
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    return float(raw) if raw else default
-
-
-def register(subparsers: Any) -> None:
+def register(subparsers: Any, settings: Settings) -> None:
+    """Flags default to the settings (ORSAY_QUEUE, ORSAY_MODEL, ...), so either way works."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "worker",
         help="paint jobs from a Redis queue (ORSAY_QUEUE=redis://...)",
         description=__doc__,
     )
+    parser.add_argument("--queue", default=settings.queue_url or "", help="redis://host:port/db")
+    parser.add_argument("--model", default=settings.model)
     parser.add_argument(
-        "--queue", default=os.environ.get("ORSAY_QUEUE", ""), help="redis://host:port/db"
+        "--weights", default=settings.weights, help="torchvision | random | path to a state_dict"
     )
-    parser.add_argument("--model", default=os.environ.get("ORSAY_MODEL", "vgg19"))
+    parser.add_argument("--device", default=settings.device)
     parser.add_argument(
-        "--weights", default=os.environ.get("ORSAY_VGG_WEIGHTS", "torchvision"),
-        help="torchvision | random | path to a state_dict",
-    )  # fmt: skip
-    parser.add_argument("--device", default=os.environ.get("ORSAY_DEVICE", "auto"))
-    parser.add_argument(
-        "--max-size", type=int, default=int(os.environ.get("ORSAY_MAX_SIZE") or 512),
+        "--max-size", type=int, default=settings.max_size,
         help="cap on the long side of results, px",
     )  # fmt: skip
     parser.add_argument(
-        "--lease", type=float, default=_env_float("ORSAY_WORKER_LEASE", 10.0),
+        "--lease", type=float, default=settings.worker_lease_s,
         help="seconds after which a dead worker's job is retried elsewhere",
     )  # fmt: skip
+    parser.add_argument("--job-timeout", type=float, default=settings.job_timeout_s)
     parser.add_argument(
-        "--job-timeout", type=float, default=_env_float("ORSAY_JOB_TIMEOUT", 3600.0)
-    )
-    parser.add_argument(
-        "--poll", type=float, default=_env_float("ORSAY_WORKER_POLL", 0.2),
+        "--poll", type=float, default=settings.worker_poll_s,
         help="seconds between looks at the queue when idle",
     )  # fmt: skip
     parser.add_argument(
@@ -61,14 +53,14 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    if not args.queue.startswith(("redis://", "rediss://", "unix://")):
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if not is_redis_url(args.queue):
         print("orsay worker needs a Redis queue: --queue redis://host:6379/0 or ORSAY_QUEUE.")
         print("(The embedded queue paints inside `orsay bot`; it needs no worker.)")
         return 2
     from engine.observability.logs import configure_logging
 
-    configure_logging()
+    configure_logging(settings.log_level, settings.secrets)
     from engine.queue.arq_worker import WorkerConfig
     from engine.queue.seam import Painter
 
@@ -80,24 +72,32 @@ def run(args: argparse.Namespace) -> int:
     else:
         from engine.queue.painter import make_engine_painter
 
-        painter = make_engine_painter(args.model, args.weights, args.device, args.max_size)
+        painter = make_engine_painter(
+            args.model,
+            args.weights,
+            args.device,
+            args.max_size,
+            gallery=settings.gallery,
+            style_cache_dir=settings.style_cache_dir,
+        )
     config = WorkerConfig(
         url=args.queue,
         lease_s=args.lease,
         job_timeout_s=args.job_timeout,
-        grace_s=_env_float("ORSAY_SHUTDOWN_GRACE", 30.0),
+        grace_s=settings.shutdown_grace_s,
         poll_s=args.poll,
     )
-    asyncio.run(serve(config, painter))
+    asyncio.run(serve(config, painter, metrics_port=settings.metrics_port))
     return 0
 
 
-async def serve(config: Any, painter: Any) -> None:
-    """Run the arq worker until a signal; if Redis goes away, wait for it and start again."""
+async def serve(config: Any, painter: Any, *, metrics_port: int | None = None) -> None:
+    """Run the arq worker until a signal; if Redis goes away, wait for it and start again.
+    With `metrics_port`, serve /healthz and /metrics there meanwhile."""
     from engine.queue.arq_worker import build_worker
     from engine.queue.redis_backend import DOWN_ERRORS
 
-    health = await _start_health(config.url)
+    health = await _start_health(config.url, metrics_port)
     delay = 1.0
     try:
         while True:
@@ -136,15 +136,10 @@ async def _signalled_within(seconds: float) -> bool:
     return True
 
 
-async def _start_health(url: str) -> Any:
-    from engine.observability.health import (
-        metrics_port_from_env,
-        queue_check,
-        start_health_server,
-    )
+async def _start_health(url: str, port: int | None) -> Any:
+    from engine.observability.health import queue_check, start_health_server
     from engine.queue.redis_backend import RedisQueue
 
-    port = metrics_port_from_env()
     if port is None:
         return None
     queue = RedisQueue(url)

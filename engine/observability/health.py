@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,20 +23,6 @@ HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
 CHECK_TIMEOUT_S = 5.0  # Docker's HEALTHCHECK gives up after 10 s by default; answer before that
 
 log = logging.getLogger(__name__)
-
-
-def metrics_port_from_env() -> int | None:
-    """`ORSAY_METRICS_PORT` as an int, or None when unset/empty (health and metrics are off)."""
-    raw = os.environ.get("ORSAY_METRICS_PORT", "").strip()
-    if not raw:
-        return None
-    try:
-        port = int(raw)
-    except ValueError:
-        raise ValueError(f"ORSAY_METRICS_PORT must be a port number, not {raw!r}") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"ORSAY_METRICS_PORT out of range: {port}")
-    return port
 
 
 async def _run_check(check: HealthCheck) -> dict[str, Any]:
@@ -124,15 +109,15 @@ def queue_check(
     return check
 
 
-def probe(timeout_s: float = 8.0) -> int:
-    """Exit status for Docker's HEALTHCHECK: 0 when `/healthz` on `ORSAY_METRICS_PORT` says ok.
+def probe(port: int | None, timeout_s: float = 8.0) -> int:
+    """Exit status for Docker's HEALTHCHECK: 0 when `/healthz` on `port` (ORSAY_METRICS_PORT)
+    says ok.
 
     Uses only the standard library so the probe stays cheap to start every 30 s. With the port
     unset the operator turned health off, so there is nothing to probe: 0 with a note."""
     import urllib.error
     import urllib.request
 
-    port = metrics_port_from_env()
     if port is None:
         print("ORSAY_METRICS_PORT is not set: health endpoint off, nothing to probe")
         return 0
@@ -148,5 +133,17 @@ def probe(timeout_s: float = 8.0) -> int:
     return 1
 
 
+def main() -> int:
+    """`python -m engine.observability.health`: the probe on this process's settings."""
+    from engine.settings import ConfigError, load_settings
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(exc)
+        return 1
+    return probe(settings.metrics_port)
+
+
 if __name__ == "__main__":
-    raise SystemExit(probe())
+    raise SystemExit(main())

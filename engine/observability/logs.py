@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import sys
 import time
@@ -167,12 +166,13 @@ def configure_logging(
     """Route every logger to one redacting logfmt handler (stderr unless `stream`). Safe to call
     twice: the previous Orsay handler is replaced, not duplicated.
 
-    `level` defaults to `ORSAY_LOG_LEVEL` or INFO. `TELEGRAM_BOT_TOKEN` from the environment is
-    always added to `secrets`, so a worker that never sees the token still cannot leak it."""
+    Processes call it with their settings: `configure_logging(settings.log_level,
+    settings.secrets)`, so the token (TELEGRAM_BOT_TOKEN) is masked even in a worker that never
+    uses it. `level` defaults to INFO."""
     global _handler
-    add_secrets([*secrets, os.environ.get("TELEGRAM_BOT_TOKEN", "")])
+    add_secrets(secrets)
     _install_record_factory()
-    name = (level or os.environ.get("ORSAY_LOG_LEVEL") or "INFO").upper()
+    name = (level or "INFO").upper()
     numeric = logging.getLevelName(name)
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {name!r} (use DEBUG, INFO, WARNING or ERROR)")

@@ -1,6 +1,6 @@
 """The job queue between bot and painter. Callers use `open_queue()` and the `JobQueue` seam.
 
-    queue = open_queue(os.environ.get("ORSAY_QUEUE"), painter=painter)
+    queue = open_queue(settings.queue_url, painter=painter, data_dir=settings.data_dir)
     await queue.start()
     job_id, position = await queue.submit(request)
     async for event in queue.events(job_id): ...
@@ -11,7 +11,6 @@ process); "redis://host:port/db" is the Redis backend, where `orsay worker` proc
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from engine.queue.limits import QueueLimits
@@ -33,6 +32,7 @@ from engine.queue.seam import (
     StyleChoice,
     TooManyActiveJobs,
 )
+from engine.settings import is_redis_url
 
 __all__ = [
     "TERMINAL_STATES",
@@ -58,30 +58,26 @@ __all__ = [
 DB_NAME = "queue.sqlite3"
 
 
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name, "").strip()
-    return float(value) if value else default
-
-
 def open_queue(
     url: str | None = None,
     *,
     painter: Painter | None = None,
     data_dir: Path | None = None,
     limits: QueueLimits | None = None,
-    retention_s: float | None = None,
+    retention_s: float = 0.0,
+    shutdown_grace_s: float = 30.0,
 ) -> JobQueue:
     """The queue `url` names, not started yet (call `await queue.start()`).
 
     Embedded: the SQLite file is `sqlite:///path` or `<data_dir>/queue.sqlite3`; with a `painter`
     the queue paints in a thread of this process. Redis: this process only submits and listens;
-    `painter` is ignored (workers bring their own).
+    `painter` is ignored (workers bring their own). `retention_s` (ORSAY_RETENTION) keeps a
+    delivered job's pictures that long; `shutdown_grace_s` (ORSAY_SHUTDOWN_GRACE) is how long the
+    embedded painter may finish a running job on close.
     """
-    if retention_s is None:
-        retention_s = _env_float("ORSAY_RETENTION", 0.0)
     limits = limits or QueueLimits()
     url = (url or "").strip()
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if is_redis_url(url):
         from engine.queue.redis_backend import RedisQueue
 
         return RedisQueue(url, limits=limits, retention_s=retention_s)
@@ -93,14 +89,12 @@ def open_queue(
         path = Path(url[len("sqlite:///") :])  # sqlite:///rel/path or sqlite:////abs/path
     else:
         if data_dir is None:
-            from engine.paths import data_dir as default_data_dir
-
-            data_dir = default_data_dir()
+            raise ValueError("the embedded queue needs data_dir or a sqlite:///path url")
         path = Path(data_dir) / DB_NAME
     return SqliteQueue(
         path,
         painter=painter,
         limits=limits,
         retention_s=retention_s,
-        shutdown_grace_s=_env_float("ORSAY_SHUTDOWN_GRACE", 30.0),
+        shutdown_grace_s=shutdown_grace_s,
     )

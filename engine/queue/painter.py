@@ -11,10 +11,12 @@ from __future__ import annotations
 import io
 import re
 import threading
+from pathlib import Path
 
 from PIL import Image
 
-from engine.options import STRENGTHS, ProgressEvent, StyleInput, StylizeOptions
+from engine.options import ProgressEvent, StyleInput, StylizeOptions
+from engine.presets import DEFAULT_QUALITY, QUALITIES, strength_value
 from engine.queue.seam import JobRequest, Painter, PaintProgress, ProgressCallback, StyleChoice
 
 PREVIEW_SIDE = 256  # previews are for a chat bubble, not for keeping
@@ -38,10 +40,10 @@ def job_options(
 ) -> StylizeOptions:
     """The engine options for a job; `max_size` is the operator's cap, whatever the bot sent."""
     opts = request.options
-    quality = opts.quality if opts.quality in ("fast", "balanced", "high") else "balanced"
+    quality = opts.quality if opts.quality in QUALITIES else DEFAULT_QUALITY
     return StylizeOptions(
         size=max(32, min(int(opts.size), max_size)),
-        strength=STRENGTHS.get(opts.strength, STRENGTHS["medium"]),
+        strength=strength_value(opts.strength),
         preserve_colors="luminance" if opts.preserve_colors else "off",
         quality=quality,  # type: ignore[arg-type]
         model=model,  # type: ignore[arg-type]
@@ -50,7 +52,7 @@ def job_options(
     )
 
 
-def style_input(choice: StyleChoice) -> StyleInput:
+def style_input(choice: StyleChoice, gallery: Path) -> StyleInput:
     """A gallery slug (whose style targets the engine caches) or an uploaded picture."""
     from engine.imaging import load_image
 
@@ -63,14 +65,21 @@ def style_input(choice: StyleChoice) -> StyleInput:
         raise StyleNotFound("That painting is not in the gallery.")
     from engine.gallery import load_style
 
-    style: StyleInput = load_style(choice.slug)
+    style: StyleInput = load_style(choice.slug, folder=gallery)
     return StyleInput(style.image, weight=choice.weight, cache_key=style.cache_key)
 
 
 def make_engine_painter(
-    model: str = "vgg19", weights: str = "torchvision", device: str = "auto", max_size: int = 512
+    model: str = "vgg19",
+    weights: str = "torchvision",
+    device: str = "auto",
+    max_size: int = 512,
+    *,
+    gallery: Path,
+    style_cache_dir: Path | None = None,
 ) -> Painter:
-    """A `Painter` running `engine.painter.stylize` on this process's device, network loaded now."""
+    """A `Painter` running `engine.painter.stylize` on this process's device, network loaded now;
+    gallery slugs are looked up in `gallery`, their style targets cached in `style_cache_dir`."""
     from engine.device import pick_device
     from engine.imaging import load_image
     from engine.model import load_features
@@ -81,10 +90,11 @@ def make_engine_painter(
 
     def paint(request: JobRequest, progress: ProgressCallback, cancel: threading.Event) -> bytes:
         content = load_image(request.content)
-        styles = [style_input(choice) for choice in request.styles]
+        styles = [style_input(choice, gallery) for choice in request.styles]
         options = job_options(
             request, model=model, weights=weights, device=resolved, max_size=max_size
         )
+        options.extra["style_cache_dir"] = style_cache_dir
 
         def on_event(event: ProgressEvent) -> None:
             if event.stage != "optimizing" and event.preview is None:

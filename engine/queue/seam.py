@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import Any, Literal, Protocol
 
 from engine.errors import Cancelled, OrsayError
+from engine.presets import DEFAULT_QUALITY, DEFAULT_STRENGTH
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,9 @@ class StyleChoice:
 @dataclass
 class JobOptions:
     size: int = 384  # long side in px, already capped by the operator's ORSAY_MAX_SIZE
-    strength: str = "medium"  # gentle | medium | strong
+    strength: str = DEFAULT_STRENGTH  # one of engine.presets.STRENGTH_LEVELS
     preserve_colors: bool = False
-    quality: str = "balanced"  # fast | balanced | high
+    quality: str = DEFAULT_QUALITY  # one of engine.presets.QUALITIES
 
 
 @dataclass

@@ -27,11 +27,9 @@ async def telegram() -> AsyncIterator[FakeTelegram]:
 
 
 @pytest.fixture
-def bot_env(
-    tmp_path: Path, telegram: FakeTelegram, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, str]:
-    monkeypatch.setenv("ORSAY_GALLERY_DIR", str(shared_dir / "artworks"))
-    monkeypatch.setenv("ORSAY_SHUTDOWN_GRACE", "0.2")
+def bot_env(tmp_path: Path, telegram: FakeTelegram, shared_dir: Path) -> dict[str, str]:
+    """The bot's settings as variables: `start_bot` builds its Settings from exactly these, and
+    subprocess tests add them to the environment."""
     return {
         "TELEGRAM_BOT_TOKEN": TOKEN,
         "ORSAY_BOT_API_URL": telegram.url,
@@ -39,6 +37,7 @@ def bot_env(
         "ORSAY_GALLERY_DIR": str(shared_dir / "artworks"),
         "ORSAY_ADMINS": "1",
         "ORSAY_TELEGRAM_RATE": "0",
+        "ORSAY_SHUTDOWN_GRACE": "0.2",
     }
 
 

@@ -52,16 +52,19 @@ def test_dotenv_is_read_without_overriding(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("ORSAY_MAX_SIZE", "128")
     monkeypatch.setenv("ORSAY_DATA_DIR", str(tmp_path))
     s = load_settings(dotenv=dotenv)
-    assert s.token == TOKEN and s.max_size == 128
+    assert s.token is not None and s.token.get_secret_value() == TOKEN and s.max_size == 128
 
 
 def test_cli_without_token_says_what_to_do(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"}
-    probe = "import engine.cli, sys; engine.cli.build_parser(); print('telegram' in sys.modules)"
+    probe = (
+        "import orsay.cli, sys; from engine.settings import load_settings; "
+        "orsay.cli.build_parser(load_settings()); print('telegram' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True)
     assert out.stdout.strip() == b"False"  # the CLI does not import Telegram code to parse
     run = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "bot"], cwd=tmp_path, env=env, capture_output=True
+        [sys.executable, "-m", "orsay", "bot"], cwd=tmp_path, env=env, capture_output=True
     )
     assert run.returncode == 2
     assert b"TELEGRAM_BOT_TOKEN is not set" in run.stderr and b"@BotFather" in run.stderr
@@ -80,7 +83,7 @@ async def test_webhook_mode_checks_the_secret(
     url = f"http://127.0.0.1:{port}/hook"
     env = {**os.environ, **bot_env, "ORSAY_PAINTER": "stub"}
     log = tmp_path / "bot.log"
-    cmd = [sys.executable, "-m", "engine.cli", "bot", "--webhook-url", url, "--port", str(port)]
+    cmd = [sys.executable, "-m", "orsay", "bot", "--webhook-url", url, "--port", str(port)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
         hook = await telegram.wait_for(lambda: telegram.webhook, timeout=30)

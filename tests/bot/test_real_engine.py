@@ -17,7 +17,9 @@ async def test_real_engine_journey(
 ) -> None:
     from engine.queue.painter import make_engine_painter
 
-    painter = make_engine_painter("vgg19", str(random_weights), "cpu", max_size=64)
+    painter = make_engine_painter(
+        "vgg19", str(random_weights), "cpu", max_size=64, gallery=shared_dir / "artworks"
+    )
     async with start_bot(painter=painter, ORSAY_MAX_SIZE="64"):
         ann = telegram.user(401)
         ann.document((shared_dir / "photos" / "chelsea-the-cat.png").read_bytes(), "cat.png")

@@ -55,7 +55,7 @@ async def test_clean_restart_mid_job_delivers_once(
 
 def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "bot"],
+        [sys.executable, "-m", "orsay", "bot"],
         cwd=REPO,
         env=env,
         stdout=log.open("ab"),

@@ -15,20 +15,21 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from engine import cli
 from engine.commands import stylize as stylize_command
 from engine.options import ProgressEvent, Stage, StylizeOptions
+from engine.settings import load_settings
+from orsay import cli
 
 
 @pytest.fixture(autouse=True)
 def _restore_gallery_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`--gallery-dir` sets ORSAY_GALLERY_DIR for the process; undo it after each test."""
+    """A developer's own ORSAY_GALLERY_DIR must not change what these tests see."""
     monkeypatch.delenv("ORSAY_GALLERY_DIR", raising=False)
 
 
 def _parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="orsay")
-    stylize_command.register(parser.add_subparsers(dest="command", required=True))
+    stylize_command.register(parser.add_subparsers(dest="command", required=True), load_settings())
     return parser.parse_args(["stylize", *argv])
 
 
@@ -39,8 +40,9 @@ def _options(*argv: str) -> StylizeOptions:
 def test_help_and_parsing_do_not_import_torch() -> None:
     code = (
         "import sys, argparse; from engine.commands import stylize, gallery; "
+        "from engine.settings import load_settings; c = load_settings(); "
         "p = argparse.ArgumentParser(); s = p.add_subparsers(); "
-        "stylize.register(s); gallery.register(s); "
+        "stylize.register(s, c); gallery.register(s, c); "
         "a = p.parse_args(['stylize', 'a.jpg', '--style', 'x', '-o', 'b.jpg']); "
         "stylize.options_from_args(a); "
         "print('torch' in sys.modules)"
@@ -369,9 +371,12 @@ def test_gallery_fetch_network_failure_exits_2(
     assert "12 of 12 paintings could not be fetched" in line and "network error" in line
 
 
-def test_gallery_dir_flag_sets_the_environment(tmp_path: Path) -> None:
+def test_gallery_dir_flag_chooses_the_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(["gallery", "--gallery-dir", str(tmp_path), "list"]) == 0
-    assert os.environ["ORSAY_GALLERY_DIR"] == str(tmp_path)
+    assert f"present in {tmp_path}" in capsys.readouterr().out
+    assert "ORSAY_GALLERY_DIR" not in os.environ  # an argument, not a process-wide setting
 
 
 def test_gallery_sheet(tmp_path: Path, shared_dir: Path) -> None:

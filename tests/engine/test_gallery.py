@@ -23,6 +23,7 @@ from PIL import Image
 from engine import gallery, imaging
 from engine.errors import GalleryError, StyleNotFound
 from engine.gallery import Painting
+from engine.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 IDENTICAL = ("munch-the-scream", "sisley-flood-at-port-marly")
@@ -39,16 +40,14 @@ def _tsv(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture
-def gallery_at(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+def gallery_at(tmp_path: Path) -> Path:
     folder = tmp_path / "gallery"
     folder.mkdir()
-    monkeypatch.setenv("ORSAY_GALLERY_DIR", str(folder))
     return folder
 
 
 @pytest.fixture
-def shared_gallery(monkeypatch: pytest.MonkeyPatch, shared_dir: Path) -> Path:
-    monkeypatch.setenv("ORSAY_GALLERY_DIR", str(shared_dir / "artworks"))
+def shared_gallery(shared_dir: Path) -> Path:
     return shared_dir / "artworks"
 
 
@@ -101,7 +100,7 @@ def test_packaged_manifest_is_complete_and_matches_shared_downloads(shared_dir: 
 def test_manifest_records_the_download_checksum_not_the_downscaled_copy(
     shared_gallery: Path,
 ) -> None:
-    paintings = {p.slug: p for p in gallery.list_paintings()}
+    paintings = {p.slug: p for p in gallery.list_paintings(shared_gallery)}
     assert _sha(paintings[IDENTICAL[0]].path) == paintings[IDENTICAL[0]].sha256  # type: ignore[arg-type]
     assert _sha(shared_gallery / f"{DOWNSCALED}.jpg") != paintings[DOWNSCALED].sha256
     # ... yet the folder's own MANIFEST.tsv vouches for its downscaled copy.
@@ -122,13 +121,13 @@ def test_gallery_module_does_not_import_torch() -> None:
 def test_gallery_dir_env_and_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("ORSAY_GALLERY_DIR", raising=False)
     monkeypatch.setenv("ORSAY_DATA_DIR", str(tmp_path / "data"))
-    assert gallery.gallery_dir() == tmp_path / "data" / "gallery"
+    assert load_settings().gallery == tmp_path / "data" / "gallery"
     monkeypatch.setenv("ORSAY_GALLERY_DIR", str(tmp_path / "mine"))
-    assert gallery.gallery_dir() == tmp_path / "mine"
+    assert load_settings().gallery == tmp_path / "mine"
 
 
 def test_shared_folder_lists_all_paintings_with_its_own_titles(shared_gallery: Path) -> None:
-    paintings = gallery.list_paintings(present_only=True)
+    paintings = gallery.list_paintings(shared_gallery, present_only=True)
     assert len(paintings) == 12
     by_slug = {p.slug: p for p in paintings}
     assert by_slug["turner-shipwreck-of-the-minotaur"].title.startswith("The Wreck of a Transport")
@@ -137,10 +136,10 @@ def test_shared_folder_lists_all_paintings_with_its_own_titles(shared_gallery: P
 
 
 def test_empty_folder_lists_packaged_paintings_as_absent(gallery_at: Path) -> None:
-    paintings = gallery.list_paintings()
+    paintings = gallery.list_paintings(gallery_at)
     assert len(paintings) >= 12 and all(p.path is None for p in paintings)
     assert paintings[0].title == "The Starry Night"  # packaged (short) title
-    assert gallery.list_paintings(present_only=True) == []
+    assert gallery.list_paintings(gallery_at, present_only=True) == []
 
 
 def test_operator_folder_with_manifest_and_loose_files(gallery_at: Path) -> None:
@@ -152,7 +151,7 @@ def test_operator_folder_with_manifest_and_loose_files(gallery_at: Path) -> None
         "my-sunset.png\tSunset over Orsay\tA. Operator\t2024\tCC0\n"
         "klimt-the-kiss.jpg\tLe Baiser\tKlimt\t1908\tpublic domain\n"
     )
-    paintings = {p.slug: p for p in gallery.list_paintings()}
+    paintings = {p.slug: p for p in gallery.list_paintings(gallery_at)}
     assert paintings["my-sunset"].title == "Sunset over Orsay"
     assert paintings["my-sunset"].artist == "A. Operator"
     assert paintings["my-sunset"].license == "CC0"
@@ -160,28 +159,28 @@ def test_operator_folder_with_manifest_and_loose_files(gallery_at: Path) -> None
     assert paintings["klimt-the-kiss"].title == "Le Baiser"  # titles apply to packaged rows too
     assert paintings["klimt-the-kiss"].path is None
     assert "notes" not in paintings
-    present = [p.slug for p in gallery.list_paintings(present_only=True)]
+    present = [p.slug for p in gallery.list_paintings(gallery_at, present_only=True)]
     assert sorted(present) == ["my-sunset", "old-harbour-at-night"]
-    assert gallery.find("Old_Harbour at NIGHT.jpg").slug == "old-harbour-at-night"
+    assert gallery.find("Old_Harbour at NIGHT.jpg", gallery_at).slug == "old-harbour-at-night"
 
 
 def test_find_forgives_case_and_suffix_and_suggests(shared_gallery: Path) -> None:
-    assert gallery.find("Klimt-The-Kiss.JPG").slug == "klimt-the-kiss"
-    assert gallery.find(" klimt-the-kiss.png").slug == "klimt-the-kiss"
+    assert gallery.find("Klimt-The-Kiss.JPG", shared_gallery).slug == "klimt-the-kiss"
+    assert gallery.find(" klimt-the-kiss.png", shared_gallery).slug == "klimt-the-kiss"
     # ".kiss" is no image suffix: the whole name is the slug
-    assert gallery.find("Klimt the.Kiss").slug == "klimt-the-kiss"
+    assert gallery.find("Klimt the.Kiss", shared_gallery).slug == "klimt-the-kiss"
     with pytest.raises(StyleNotFound, match="did you mean van-gogh-starry-night"):
-        gallery.find("starry")
+        gallery.find("starry", shared_gallery)
     with pytest.raises(StyleNotFound) as caught:
-        gallery.find("monet")
+        gallery.find("monet", shared_gallery)
     assert "monet-impression-sunrise" in str(caught.value)
     assert "monet-water-lilies-1919" in str(caught.value)
     with pytest.raises(StyleNotFound, match=r"try van-gogh-starry-night.*orsay gallery list"):
-        gallery.find("zzzz")
+        gallery.find("zzzz", shared_gallery)
 
 
 def test_load_style_by_slug_has_a_checksum_cache_key(shared_gallery: Path) -> None:
-    style = gallery.load_style("van-gogh-starry-night", weight=0.7)
+    style = gallery.load_style("van-gogh-starry-night", weight=0.7, folder=shared_gallery)
     digest = _sha(shared_gallery / "van-gogh-starry-night.jpg")
     assert style.cache_key == f"van-gogh-starry-night:{digest[:16]}"
     assert style.weight == 0.7
@@ -191,35 +190,35 @@ def test_load_style_by_slug_has_a_checksum_cache_key(shared_gallery: Path) -> No
 def test_load_style_cache_key_changes_with_the_file(gallery_at: Path) -> None:
     target = gallery_at / "munch-the-scream.jpg"
     Image.new("RGB", (40, 40), "red").save(target)
-    first = gallery.load_style("munch-the-scream").cache_key
+    first = gallery.load_style("munch-the-scream", folder=gallery_at).cache_key
     Image.new("RGB", (40, 40), "blue").save(target)
-    second = gallery.load_style("munch-the-scream").cache_key
+    second = gallery.load_style("munch-the-scream", folder=gallery_at).cache_key
     assert first and second and first != second
 
 
 def test_load_style_from_a_path_has_no_cache_key(tmp_path: Path, gallery_at: Path) -> None:
     upload = tmp_path / "upload.png"
     Image.new("RGBA", (50, 40), (0, 0, 0, 0)).save(upload)
-    style = gallery.load_style(str(upload))
+    style = gallery.load_style(str(upload), folder=gallery_at)
     assert style.cache_key is None and style.weight == 1.0
     assert style.image.getpixel((5, 5)) == (255, 255, 255)
     with pytest.raises(StyleNotFound, match="does not exist"):
-        gallery.load_style(str(tmp_path / "missing" / "style.jpg"))
+        gallery.load_style(str(tmp_path / "missing" / "style.jpg"), folder=gallery_at)
 
 
 def test_load_style_of_an_absent_painting_says_fetch(gallery_at: Path) -> None:
     with pytest.raises(GalleryError, match="orsay gallery fetch"):
-        gallery.load_style("klimt-the-kiss")
+        gallery.load_style("klimt-the-kiss", folder=gallery_at)
     (gallery_at / "klimt-the-kiss.jpg").write_bytes(b"<html>oops</html>")
     with pytest.raises(GalleryError, match="not_an_image"):
-        gallery.load_style("klimt-the-kiss")
+        gallery.load_style("klimt-the-kiss", folder=gallery_at)
 
 
 # --- fetch ------------------------------------------------------------------------------------
 
 
-def _packaged(*slugs: str) -> list[Painting]:
-    by_slug = {p.slug: p for p in gallery.list_paintings()}
+def _packaged(folder: Path, *slugs: str) -> list[Painting]:
+    by_slug = {p.slug: p for p in gallery.list_paintings(folder)}
     return [by_slug[s] for s in slugs]
 
 
@@ -227,19 +226,28 @@ def test_fetch_from_a_mirror_verifies_and_skips_valid_files(
     gallery_at: Path, shared_dir: Path, serve: functools.partial[str]
 ) -> None:
     mirror = serve(shared_dir / "artworks")
-    written = gallery.fetch(False, mirror=mirror, paintings=_packaged(*IDENTICAL))
+    written = gallery.fetch(
+        False, folder=gallery_at, mirror=mirror, paintings=_packaged(gallery_at, *IDENTICAL)
+    )
     assert sorted(p.name for p in written) == sorted(f"{s}.jpg" for s in IDENTICAL)
     for slug in IDENTICAL:
         assert (gallery_at / f"{slug}.jpg").read_bytes() == (
             shared_dir / "artworks" / f"{slug}.jpg"
         ).read_bytes()
     assert not list(gallery_at.glob(".*.part"))
-    assert gallery.fetch(False, mirror=mirror, paintings=_packaged(*IDENTICAL)) == []
+    assert (
+        gallery.fetch(
+            False, folder=gallery_at, mirror=mirror, paintings=_packaged(gallery_at, *IDENTICAL)
+        )
+        == []
+    )
     # A damaged file is noticed by its checksum and replaced.
     (gallery_at / f"{IDENTICAL[0]}.jpg").write_bytes(b"damaged")
-    again = gallery.fetch(False, mirror=mirror, paintings=_packaged(*IDENTICAL))
+    again = gallery.fetch(
+        False, folder=gallery_at, mirror=mirror, paintings=_packaged(gallery_at, *IDENTICAL)
+    )
     assert [p.name for p in again] == [f"{IDENTICAL[0]}.jpg"]
-    assert all(gallery.is_valid(p) for p in _packaged(*IDENTICAL))
+    assert all(gallery.is_valid(p) for p in _packaged(gallery_at, *IDENTICAL))
 
 
 def test_fetch_reports_checksum_mismatch_and_keeps_the_rest(
@@ -248,7 +256,11 @@ def test_fetch_reports_checksum_mismatch_and_keeps_the_rest(
     mirror = serve(shared_dir / "artworks")  # serves the downscaled copy, not the download
     with pytest.raises(GalleryError) as caught:
         gallery.fetch(
-            False, mirror=mirror, paintings=_packaged(DOWNSCALED, IDENTICAL[0]), backoff_s=0.01
+            False,
+            folder=gallery_at,
+            mirror=mirror,
+            paintings=_packaged(gallery_at, DOWNSCALED, IDENTICAL[0]),
+            backoff_s=0.01,
         )
     message = str(caught.value)
     assert "1 of 2" in message and DOWNSCALED in message and "checksum mismatch" in message
@@ -276,12 +288,14 @@ def test_fetch_follows_pinned_urls_and_downscales_large_downloads(
         bytes=len(data),
         license="public domain",
     )
-    [written] = gallery.fetch(True, paintings=[painting])
+    [written] = gallery.fetch(True, folder=gallery_at, paintings=[painting])
     assert written == gallery_at / "big-one.jpg"
     with Image.open(written) as stored:
         assert stored.size == (1600, 800)
     assert gallery.is_valid(replace(painting, path=written))  # its checksum was recorded
-    assert gallery.fetch(False, paintings=[replace(painting, path=written)]) == []
+    assert (
+        gallery.fetch(False, folder=gallery_at, paintings=[replace(painting, path=written)]) == []
+    )
     written.write_bytes(imaging.encode_jpeg(Image.new("RGB", (1600, 800))))
     assert not gallery.is_valid(replace(painting, path=written))
 
@@ -290,15 +304,22 @@ def test_fetch_http_and_network_errors(
     gallery_at: Path, tmp_path: Path, serve: functools.partial[str]
 ) -> None:
     base = serve(tmp_path)
-    missing = replace(_packaged(IDENTICAL[0])[0], url=f"{base}/nothing-here.jpg")
+    missing = replace(_packaged(gallery_at, IDENTICAL[0])[0], url=f"{base}/nothing-here.jpg")
     with pytest.raises(GalleryError, match="HTTP 404"):
-        gallery.fetch(False, paintings=[missing], backoff_s=0.01)
+        gallery.fetch(False, folder=gallery_at, paintings=[missing], backoff_s=0.01)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed_port = sock.getsockname()[1]
     unreachable = replace(missing, url=f"http://127.0.0.1:{closed_port}/x.jpg")
     with pytest.raises(GalleryError, match="network error"):
-        gallery.fetch(False, paintings=[unreachable], retries=2, backoff_s=0.01, timeout_s=2)
+        gallery.fetch(
+            False,
+            folder=gallery_at,
+            paintings=[unreachable],
+            retries=2,
+            backoff_s=0.01,
+            timeout_s=2,
+        )
     assert [p.name for p in gallery_at.iterdir()] == []
 
 
@@ -307,7 +328,7 @@ def test_fetch_http_and_network_errors(
 
 def test_contact_sheet_layout_placeholders_and_captions(gallery_at: Path, shared_dir: Path) -> None:
     shutil.copy(shared_dir / "artworks" / "munch-the-scream.jpg", gallery_at)
-    paintings = gallery.list_paintings()[:6]  # only The Scream (index 4) is present
+    paintings = gallery.list_paintings(gallery_at)[:6]  # only The Scream (index 4) is present
     assert [p.path is not None for p in paintings] == [False] * 4 + [True, False]
     sheet = Image.open(io.BytesIO(gallery.contact_sheet(paintings, columns=3, thumb=120)))
     assert sheet.format == "JPEG"
@@ -329,6 +350,6 @@ def test_contact_sheet_handles_unicode_and_many_columns(gallery_at: Path) -> Non
     (gallery_at / "MANIFEST.tsv").write_text(
         "file\ttitle\tartist_or_author\tyear\na.png\tКрасный квадрат — étude\tМалевич\t1915\n"
     )
-    [painting] = [p for p in gallery.list_paintings() if p.slug == "a"]
+    [painting] = [p for p in gallery.list_paintings(gallery_at) if p.slug == "a"]
     sheet = Image.open(io.BytesIO(gallery.contact_sheet([painting], columns=4, thumb=64)))
     assert sheet.width < 2 * 64 + 32  # one painting: one column, not four

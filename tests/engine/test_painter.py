@@ -194,7 +194,7 @@ def test_style_targets_are_cached_in_memory_and_on_disk(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    monkeypatch.setenv("ORSAY_DATA_DIR", str(tmp_path))
+    tiny_options.extra["style_cache_dir"] = tmp_path / "style-cache"
     calls = _count_forwards(monkeypatch)
     style = StyleInput(painting, cache_key="stripes@abc")
     first = stylize(photo, [style], tiny_options)
@@ -222,7 +222,7 @@ def test_uploaded_styles_are_not_cached(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("ORSAY_DATA_DIR", str(tmp_path))
+    tiny_options.extra["style_cache_dir"] = tmp_path / "style-cache"
     stylize(photo, [StyleInput(painting)], tiny_options)
     assert not (tmp_path / "style-cache").exists()
 

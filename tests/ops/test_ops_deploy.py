@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.cli import build_parser
+from engine.settings import load_settings
+from orsay.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -98,7 +99,7 @@ def test_compose_services_and_scaling(compose: dict[str, Any]) -> None:
     assert "container_name" not in worker and "ports" not in worker
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
-    parser = build_parser()
+    parser = build_parser(load_settings({}))
     for name in ("bot", "worker"):
         service = services[name]
         assert service["command"] == [name]
@@ -144,7 +145,7 @@ def test_readme_documents_every_environment_variable_the_code_reads() -> None:
         for m in re.finditer(r"^\| `([A-Z][A-Z0-9_]+)` \|", (ROOT / "README.md").read_text(), re.M)
     }
     used = set()
-    for package in ("engine", "bot"):
+    for package in ("engine", "bot", "orsay"):
         for path in (ROOT / package).rglob("*.py"):
             used |= set(re.findall(r"\b(ORSAY_[A-Z0-9_]+|TELEGRAM_BOT_TOKEN)\b", path.read_text()))
     assert used, "found no environment variables in the code"
@@ -163,3 +164,15 @@ def test_readme_quick_start_and_strip() -> None:
     with Image.open(strip) as image:
         assert image.format == "JPEG" and image.width >= 600
         assert b"weights=hed-vgg16-features.pth" in image.info.get("comment", b"")
+
+
+def test_the_image_gets_every_package_the_project_installs() -> None:
+    """`pip install .` in the image needs each package of pyproject's packages.find include."""
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    include = re.search(r"^include = \[(.*)\]$", pyproject, re.M)
+    assert include
+    packages = [name.strip(' "*') for name in include.group(1).split(",")]
+    copied = {arg.split()[0] for op, arg in instructions() if op == "COPY"}
+    allowed = (ROOT / ".dockerignore").read_text().splitlines()
+    for package in packages:
+        assert package in copied and f"!{package}/" in allowed, package

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engine.observability import health, metrics
 from engine.queue.seam import QueueStats
+from engine.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 Check = Callable[[], Awaitable[dict[str, Any]]]
@@ -144,13 +145,13 @@ def test_device_status_matches_torch() -> None:
 
 def test_metrics_port_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ORSAY_METRICS_PORT", raising=False)
-    assert health.metrics_port_from_env() is None
+    assert load_settings().metrics_port is None
     monkeypatch.setenv("ORSAY_METRICS_PORT", " 9100 ")
-    assert health.metrics_port_from_env() == 9100
+    assert load_settings().metrics_port == 9100
     for bad in ("http", "70000"):
         monkeypatch.setenv("ORSAY_METRICS_PORT", bad)
         with pytest.raises(ValueError, match="ORSAY_METRICS_PORT"):
-            health.metrics_port_from_env()
+            load_settings()
 
 
 async def test_healthcheck_probe_exit_status(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -181,4 +182,4 @@ async def test_healthcheck_probe_exit_status(serve: Serve, monkeypatch: pytest.M
     assert await run_probe(port) == 1
     assert await run_probe(None) == 0  # health turned off by the operator: nothing to probe
     monkeypatch.setenv("ORSAY_METRICS_PORT", port)
-    assert await asyncio.to_thread(health.probe) == 1
+    assert await asyncio.to_thread(health.probe, load_settings().metrics_port) == 1

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from engine.observability import logs
+from engine.settings import load_settings
 
 TOKEN = "7012345678:AAHkX9-secret_tokenABCDEFGHIJKLMNOPQ"  # Telegram's shape
 PLAIN_SECRET = "hunter2-not-token-shaped"
@@ -112,7 +113,7 @@ def test_level_from_env_and_noisy_httpx_quieted(
     logging.getLogger("httpx").info("HTTP Request: POST .../getUpdates 200")
     assert captured.getvalue() == ""
     monkeypatch.setenv("ORSAY_LOG_LEVEL", "warning")
-    logs.configure_logging(stream=captured)
+    logs.configure_logging(load_settings().log_level, stream=captured)
     assert len(logging.getLogger().handlers) >= 1
     assert sum(h is logs._handler for h in logging.getLogger().handlers) == 1
     logging.getLogger("orsay").info("hidden")
@@ -125,8 +126,9 @@ def test_level_from_env_and_noisy_httpx_quieted(
 def test_token_from_environment_is_always_a_secret(
     captured: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env_secret = "env-only-secret-0987"
+    env_secret = "12345:env-only-secret-0987"
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", env_secret)
-    logs.configure_logging(stream=captured)
+    settings = load_settings()  # what every `orsay` command does first
+    logs.configure_logging(settings.log_level, settings.secrets, stream=captured)
     logging.getLogger("orsay").warning("token=%s", env_secret)
     assert env_secret not in captured.getvalue()

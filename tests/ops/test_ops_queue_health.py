@@ -134,7 +134,7 @@ async def test_redis_worker_and_bot_health_and_metrics(redis_url: str) -> None:
     worker_port = free_port()
     env = {**os.environ, "ORSAY_METRICS_PORT": str(worker_port), "ORSAY_LOG_LEVEL": "WARNING"}
     worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "engine.cli", "worker", "--queue", redis_url,
+        sys.executable, "-m", "orsay", "worker", "--queue", redis_url,
         "--stub-painter", "--stub-step-s", "0.01",
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip

@@ -107,7 +107,7 @@ async def test_embedded_job_that_kills_every_worker_is_reported(tmp_path: Path) 
 
 def spawn_worker(url: str, *extra: str, grace: float = 30) -> subprocess.Popen[str]:
     env = {**child_env(), "ORSAY_SHUTDOWN_GRACE": str(grace)}
-    cmd = [sys.executable, "-m", "engine.cli", "worker", "--queue", url, "--stub-painter"]
+    cmd = [sys.executable, "-m", "orsay", "worker", "--queue", url, "--stub-painter"]
     return subprocess.Popen([*cmd, *extra], env=env, text=True, stderr=subprocess.DEVNULL)
 
 
@@ -238,7 +238,7 @@ async def test_redis_worker_serves_health_and_metrics(
     queue = open_queue(redis_server.url)
     await queue.start()
     try:
-        cmd = [sys.executable, "-m", "engine.cli", "worker", "--queue", redis_server.url]
+        cmd = [sys.executable, "-m", "orsay", "worker", "--queue", redis_server.url]
         workers.append(
             subprocess.Popen([*cmd, "--stub-painter"], env={**child_env(), **env_port}, text=True)
         )
@@ -259,11 +259,9 @@ async def test_redis_worker_serves_health_and_metrics(
         await queue.close()
 
 
-async def test_embedded_close_hands_the_running_job_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("ORSAY_SHUTDOWN_GRACE", "0.2")
-    queue = open_queue(None, painter=StubPainter(steps=200, step_s=0.02), data_dir=tmp_path)
+async def test_embedded_close_hands_the_running_job_back(tmp_path: Path) -> None:
+    painter = StubPainter(steps=200, step_s=0.02)
+    queue = open_queue(None, painter=painter, data_dir=tmp_path, shutdown_grace_s=0.2)
     await queue.start()
     job_id, _ = await queue.submit(request())
     async for event in queue.events(job_id):

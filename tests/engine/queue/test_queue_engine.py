@@ -18,9 +18,7 @@ GALLERY_SLUG = "hokusai-great-wave-off-kanagawa"
 
 
 @pytest.fixture
-def engine_env(shared_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("ORSAY_GALLERY_DIR", str(shared_dir / "artworks"))
-    monkeypatch.setenv("ORSAY_DATA_DIR", str(tmp_path / "data"))
+def engine_env(shared_dir: Path) -> Path:
     return shared_dir
 
 
@@ -33,9 +31,16 @@ async def follow(queue: JobQueue, job_id: str) -> list[JobEvent]:
 
 @pytest.mark.slow
 async def test_real_painter_end_to_end(
-    make_queue: QueueFactory, engine_env: Path, random_weights: Path
+    make_queue: QueueFactory, engine_env: Path, random_weights: Path, tmp_path: Path
 ) -> None:
-    painter = make_engine_painter("vgg19", str(random_weights), "cpu", max_size=64)
+    painter = make_engine_painter(
+        "vgg19",
+        str(random_weights),
+        "cpu",
+        max_size=64,
+        gallery=engine_env / "artworks",
+        style_cache_dir=tmp_path / "data" / "style-cache",
+    )
     queue = await make_queue(painter=painter)
     photo = (engine_env / "photos" / "chelsea-the-cat.png").read_bytes()
     uploaded = (engine_env / "artworks" / f"{GALLERY_SLUG}.jpg").read_bytes()

@@ -59,9 +59,11 @@ def test_request_and_event_round_trip_binary_safely() -> None:
 
 def test_worker_refuses_an_embedded_queue(capsys: pytest.CaptureFixture[str]) -> None:
     from engine.commands import worker
+    from engine.settings import load_settings
 
+    settings = load_settings({})
     parser = argparse.ArgumentParser()
-    worker.register(parser.add_subparsers())
+    worker.register(parser.add_subparsers(), settings)
     args = parser.parse_args(["worker", "--queue", "sqlite:///x.db", "--stub-painter"])
-    assert args.run(args) == 2
+    assert args.run(args, settings) == 2
     assert "needs a Redis queue" in capsys.readouterr().out

@@ -1,0 +1,48 @@
+"""The named choices a user picks from, in one place: qualities and strengths.
+
+The bot offers them as buttons, the CLI as flag values, the queue carries the names and the
+painter turns them into numbers; all of them read this table, so a new preset is one edit here.
+No torch (nor PIL) import: the bot and the settings use it cheaply.
+"""
+
+from __future__ import annotations
+
+QUALITIES = ("fast", "balanced", "high")  # in the order the bot shows them
+DEFAULT_QUALITY = "balanced"
+
+# quality -> output long side the bot asks for (capped by ORSAY_MAX_SIZE).
+QUALITY_SIZES: dict[str, int] = {"fast": 256, "balanced": 384, "high": 512}
+
+# quality -> (steps at the half-size pass, steps at full size, tolerance) for engine.schedule.
+# Early stop ends a scale when the loss improved by less than `tolerance` (relative) over the
+# last EARLY_STOP_WINDOW steps, never before MIN_STEPS_BEFORE_STOP (both in engine.schedule).
+QUALITY: dict[str, tuple[int, int, float]] = {
+    "fast": (40, 60, 3e-3),
+    "balanced": (60, 120, 1e-3),
+    "high": (100, 300, 3e-4),
+}
+
+# The bot's three strength levels, weakest first (its -/+ buttons step through them).
+STRENGTH_LEVELS = ("gentle", "medium", "strong")
+DEFAULT_STRENGTH = "medium"
+
+# Every strength name the bot and CLI accept (besides a number in [0, 1] on the CLI) -> the
+# painter's strength; "low"/"high" are the CLI's synonyms of "gentle"/"strong".
+STRENGTHS: dict[str, float] = {
+    "low": 0.25,
+    "gentle": 0.25,
+    "medium": 0.5,
+    "high": 0.85,
+    "strong": 0.85,
+}
+
+
+def size_for(quality: str, max_size: int) -> int:
+    """Output long side for a quality name (unknown names: the default), capped at `max_size`."""
+    size = QUALITY_SIZES.get(quality, QUALITY_SIZES[DEFAULT_QUALITY])
+    return min(size, max_size)
+
+
+def strength_value(name: str) -> float:
+    """The painter's strength for a strength name (unknown names: the default)."""
+    return STRENGTHS.get(name, STRENGTHS[DEFAULT_STRENGTH])
