@@ -27,19 +27,11 @@ from bot.follow import Follower, resume
 from bot.pacing import ForegroundFirstLimiter
 from bot.services import Services
 from bot.store import Store
-from bot.texts import LANGUAGES
+from bot.texts import LANGUAGES, t
 from engine.queue import JobQueue, Painter, QueueLimits, open_queue
 
 log = logging.getLogger(__name__)
 COMMANDS = ("start", "help", "styles", "settings", "lang", "forget")
-MENU = {
-    "en": {"start": "Welcome", "help": "How it works", "styles": "The gallery",
-           "settings": "Quality, strength, colors", "lang": "Language",
-           "forget": "Delete my pictures and settings"},
-    "ru": {"start": "Начало", "help": "Как это работает", "styles": "Галерея",
-           "settings": "Качество, сила, цвета", "lang": "Язык",
-           "forget": "Удалить мои картинки и настройки"},
-}  # fmt: skip
 
 
 def make_painter(settings: Settings) -> Painter:
@@ -138,7 +130,7 @@ async def on_startup(app: Application) -> None:
     svc: Services = app.bot_data["services"]
     await svc.queue.start()
     for lang in LANGUAGES:
-        commands = [BotCommand(c, MENU[lang][c]) for c in COMMANDS]
+        commands = [BotCommand(c, t(lang, f"cmd_{c}")) for c in COMMANDS]
         await app.bot.set_my_commands(commands, language_code=None if lang == "en" else lang)
     await resume(svc.follower, await svc.queue.undelivered())
     if svc.settings.metrics_port is not None:

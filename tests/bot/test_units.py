@@ -1,5 +1,6 @@
-"""The small pieces: translations complete, callback data within Telegram's limit, the store's
-persistence, Telegram error handling, and health/metrics and queue-down answers in a live bot."""
+"""The small pieces (the translations are in test_texts.py): callback data within Telegram's
+limit, the store's persistence, Telegram error handling, and health/metrics and queue-down
+answers in a live bot."""
 
 from __future__ import annotations
 
@@ -16,19 +17,9 @@ from bot import keyboards, tg
 from bot.follow import bar, duration
 from bot.pacing import ForegroundFirstLimiter
 from bot.store import JobMessages, Store
-from bot.texts import EN, RU, pick_language, t
 from engine.queue import QueueUnavailable
 from tests.doubles.bot_helpers import BotFactory, jpeg
 from tests.doubles.fake_telegram import FakeTelegram
-
-
-def test_every_text_exists_in_both_languages() -> None:
-    assert EN.keys() == RU.keys()
-    for key in EN:
-        assert EN[key].count("{") == RU[key].count("{"), key  # same placeholders
-    assert pick_language("ru") == "ru" and pick_language("uk-UA") == "ru"
-    assert pick_language("de") == "en" and pick_language(None) == "en"
-    assert t("ru", "queued", position=3, minutes=2) == "⏳ В очереди — №3, примерно 2 мин."
 
 
 def test_callback_data_fits_in_64_bytes() -> None:
