@@ -1,20 +1,23 @@
 """The photo → style conversation: its named states, and PTB persistence that keeps each user's
 state in the bot's own SQLite store so that a restart (or kill -9) does not forget it.
 
-    WAITING_PHOTO ──photo──▶ CHOOSING_STYLE ──🖼 own style──▶ WAITING_STYLE_PICTURE
-          ▲                   │  ▲     ▲  photo: a new photo       │  picture: the style, painted
-          │                   │  └─────┘  painting/🎲: painted     ├──────────▶ CHOOSING_STYLE
-          └──── /forget ──────┘                                   │  painting/🎲: painted instead
-                                                                  └──────────▶ CHOOSING_STYLE
+                   photo                         🖼 own style
+    WAITING_PHOTO ─────────▶ CHOOSING_STYLE ──────────────────▶ WAITING_STYLE_PICTURE
+      (no row)                 │      ▲  ▲                                │
+          ▲                    └──────┘  └─── picture: painted in it ─────┤
+          │               photo: the new one     painting / 🎲: instead ──┘
+          └──── /forget (from any state); 🖼 also starts from WAITING_PHOTO
 
 WAITING_PHOTO is PTB's END: a user with no conversation (new, or after /forget) has no row.
-Buttons other than "own style" (pages, settings, repaint, cancel) and the album shortcut work in
-every state and do not change it; their callback data names durable things (bot.keyboards).
+The other buttons (pages, settings, repaint, cancel, and paintings / 🎲 outside
+WAITING_STYLE_PICTURE) and the album shortcut work in every state and leave it as it is; their
+callback data is plain text naming durable things (bot.keyboards), so it needs no persistence.
 
-Why not PicklePersistence: it rewrites one pickle of every conversation on each flush, not
-atomically, in a second file beside the store; rows in the store's SQLite (WAL) are written one
-at a time and survive kill -9. PTB writes conversation states only in `update_persistence`, which
-bot.app calls after every update (a handler in a later group), so nothing waits for PTB's timer.
+Why not PicklePersistence: it rewrites one pickle of every conversation on each flush, in place
+(not atomically), in a second file beside the store; rows in the store's SQLite (WAL) are written
+one at a time and survive kill -9. PTB writes conversation states only in `update_persistence`,
+which bot.app calls after every update (a handler in a later group), not on PTB's 60 s timer. What
+remains: a kill -9 between a handler's reply and that write (one SQLite row) loses the change.
 """
 
 from __future__ import annotations
