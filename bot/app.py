@@ -7,7 +7,9 @@ import contextlib
 import importlib
 import logging
 import secrets
+import warnings
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlparse
 
 from telegram import BotCommand, Update
@@ -16,29 +18,27 @@ from telegram.ext import (
     ApplicationBuilder,
     CallbackQueryHandler,
     CommandHandler,
+    ContextTypes,
+    ConversationHandler,
     MessageHandler,
+    TypeHandler,
     filters,
 )
+from telegram.warnings import PTBUserWarning
 
-from bot import handlers
 from bot.config import Settings, require_token
+from bot.context import BotContext
+from bot.conversation import NAME, State, StorePersistence
 from bot.follow import Follower, resume
+from bot.handlers import buttons, commands, errors, pictures
 from bot.pacing import ForegroundFirstLimiter
 from bot.services import Services
 from bot.store import Store
-from bot.texts import LANGUAGES
+from bot.texts import LANGUAGES, t
 from engine.queue import JobQueue, Painter, QueueLimits, open_queue
 
 log = logging.getLogger(__name__)
 COMMANDS = ("start", "help", "styles", "settings", "lang", "forget")
-MENU = {
-    "en": {"start": "Welcome", "help": "How it works", "styles": "The gallery",
-           "settings": "Quality, strength, colors", "lang": "Language",
-           "forget": "Delete my pictures and settings"},
-    "ru": {"start": "Начало", "help": "Как это работает", "styles": "Галерея",
-           "settings": "Качество, сила, цвета", "lang": "Язык",
-           "forget": "Удалить мои картинки и настройки"},
-}  # fmt: skip
 
 
 def make_painter(settings: Settings) -> Painter:
@@ -84,12 +84,15 @@ def build_application(
             retention_s=settings.retention_s,
             shutdown_grace_s=settings.shutdown_grace_s,
         )
+    store = Store(settings.data_dir / "bot")
     app = (
         ApplicationBuilder()
         .token(require_token(settings))
         .base_url(settings.base_url)
         .base_file_url(settings.base_file_url)
-        .rate_limiter(ForegroundFirstLimiter(settings.telegram_rate, max_retries=2))
+        .context_types(ContextTypes(context=BotContext))
+        .persistence(StorePersistence(store))
+        .rate_limiter(ForegroundFirstLimiter(settings.telegram_rate))
         .concurrent_updates(32)
         # httpcore scans its whole pool for every request: PTB's default of 256 connections
         # made that scan most of the bot's CPU under load; 32 is plenty for one bot.
@@ -100,7 +103,6 @@ def build_application(
         .post_shutdown(on_shutdown)
         .build()
     )
-    store = Store(settings.data_dir / "bot")
     app.bot_data["services"] = Services(
         settings=settings,
         queue=queue,
@@ -108,32 +110,64 @@ def build_application(
         follower=Follower(app.bot, queue, store),
         paintings=list_paintings(settings.gallery, present_only=True),
     )
-
-    # -- registration: one handler per user intent -----------------------------------------
-    h = handlers
-    app.add_handler(CommandHandler("start", h.start))
-    app.add_handler(CommandHandler("help", h.help_command))
-    app.add_handler(CommandHandler("styles", h.styles))
-    app.add_handler(CommandHandler("settings", h.settings_command))
-    app.add_handler(CommandHandler("lang", h.lang_command))
-    app.add_handler(CommandHandler("stats", h.stats))
-    app.add_handler(CommandHandler("forget", h.forget))
-    app.add_handler(MessageHandler(filters.COMMAND, h.unknown_command))
-    app.add_handler(MessageHandler(filters.PHOTO | filters.Document.ALL, h.picture))
-    app.add_handler(MessageHandler(filters.TEXT | filters.Sticker.ALL, h.text_instead_of_photo))
-    app.add_handler(CallbackQueryHandler(h.page, pattern=r"^pg:\d+$"))
-    app.add_handler(CallbackQueryHandler(h.choose_style, pattern=r"^s[th]:"))
-    app.add_handler(CallbackQueryHandler(h.surprise, pattern=r"^rnd$"))
-    app.add_handler(CallbackQueryHandler(h.own_style, pattern=r"^own$"))
-    app.add_handler(CallbackQueryHandler(h.show_settings, pattern=r"^cfg$"))
-    app.add_handler(CallbackQueryHandler(h.change_setting, pattern=r"^set:"))
-    app.add_handler(CallbackQueryHandler(h.set_language, pattern=r"^lang:"))
-    app.add_handler(CallbackQueryHandler(h.cancel_job, pattern=r"^x:[0-9a-f]+$"))
-    app.add_handler(CallbackQueryHandler(h.another_style, pattern=r"^again$"))
-    app.add_handler(CallbackQueryHandler(h.repaint, pattern=r"^re:[-+c]$"))
-    app.add_handler(CallbackQueryHandler(h.expired_button))
-    app.add_error_handler(h.on_error)
+    register(app)
     return app
+
+
+def register(app: Application[Any, BotContext, Any, Any, Any, Any]) -> None:
+    """One handler per user intent. The photo → style conversation (bot.conversation) comes
+    first: it decides whether a picture is the content or the style."""
+    photo = MessageHandler[BotContext, object](pictures.SINGLE_PICTURE, pictures.photo)
+    style_picture = MessageHandler[BotContext, object](
+        pictures.SINGLE_PICTURE, pictures.style_picture
+    )
+    own = CallbackQueryHandler[BotContext, object](buttons.own_style, pattern=r"^own$")
+    choose = CallbackQueryHandler[BotContext, object](buttons.choose_style, pattern=r"^s[th]:")
+    surprise = CallbackQueryHandler[BotContext, object](buttons.surprise, pattern=r"^rnd$")
+    with warnings.catch_warnings():
+        # PTB warns that per_message=False does not track buttons per message: intended, the
+        # state is the user's (what their next picture means), whichever menu they press.
+        warnings.filterwarnings("ignore", "If 'per_message=False'", PTBUserWarning)
+        conversation = ConversationHandler(
+            entry_points=[photo, own],
+            states={
+                State.CHOOSING_STYLE: [photo, own],
+                State.WAITING_STYLE_PICTURE: [style_picture, own, choose, surprise],
+            },
+            fallbacks=[CommandHandler("forget", commands.forget)],
+            name=NAME,
+            persistent=True,
+        )
+    app.add_handler(conversation)
+    app.add_handler(CommandHandler("start", commands.start))
+    app.add_handler(CommandHandler("help", commands.help_command))
+    app.add_handler(CommandHandler("styles", commands.styles))
+    app.add_handler(CommandHandler("settings", commands.settings_command))
+    app.add_handler(CommandHandler("lang", commands.lang_command))
+    app.add_handler(CommandHandler("stats", commands.stats))
+    app.add_handler(CommandHandler("forget", commands.forget))
+    app.add_handler(MessageHandler(filters.COMMAND, commands.unknown_command))
+    app.add_handler(MessageHandler(pictures.ALBUM_PICTURE, pictures.album_part))
+    app.add_handler(
+        MessageHandler(filters.TEXT | filters.Sticker.ALL, commands.text_instead_of_photo)
+    )
+    app.add_handler(CallbackQueryHandler(buttons.page, pattern=r"^pg:\d+$"))
+    app.add_handler(choose)
+    app.add_handler(surprise)
+    app.add_handler(CallbackQueryHandler(buttons.show_settings, pattern=r"^cfg$"))
+    app.add_handler(CallbackQueryHandler(buttons.change_setting, pattern=r"^set:"))
+    app.add_handler(CallbackQueryHandler(buttons.set_language, pattern=r"^lang:"))
+    app.add_handler(CallbackQueryHandler(buttons.cancel_job, pattern=r"^x:[0-9a-f]+$"))
+    app.add_handler(CallbackQueryHandler(buttons.another_style, pattern=r"^again$"))
+    app.add_handler(CallbackQueryHandler(buttons.repaint, pattern=r"^re:[-+c]$"))
+    app.add_handler(CallbackQueryHandler(buttons.expired_button))
+    # After every update, write what the conversation changed (PTB would wait for its timer).
+    app.add_handler(TypeHandler(Update, _save_conversations), group=1)
+    app.add_error_handler(errors.on_error)
+
+
+async def _save_conversations(update: Update, context: BotContext) -> None:
+    await context.application.update_persistence()
 
 
 async def on_startup(app: Application) -> None:
@@ -141,7 +175,7 @@ async def on_startup(app: Application) -> None:
     svc: Services = app.bot_data["services"]
     await svc.queue.start()
     for lang in LANGUAGES:
-        commands = [BotCommand(c, MENU[lang][c]) for c in COMMANDS]
+        commands = [BotCommand(c, t(lang, f"cmd_{c}")) for c in COMMANDS]
         await app.bot.set_my_commands(commands, language_code=None if lang == "en" else lang)
     await resume(svc.follower, await svc.queue.undelivered())
     if svc.settings.metrics_port is not None:

@@ -86,6 +86,9 @@ class Follower:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _guarded(self, job_id: str) -> None:
+        """Deliver; a Telegram error that outlived the retry policy (bot.pacing) ends this try,
+        the job stays undelivered and the next start resumes it. Other failures (the queue's
+        event stream) get two more tries."""
         for attempt in range(1, 4):
             try:
                 await Delivery(self, job_id).run()
@@ -94,6 +97,9 @@ class Follower:
                 raise
             except Blocked:
                 await self._forget_blocked(job_id)
+                return
+            except TelegramError:
+                log.exception("delivery of job %s failed; it resumes on the next start", job_id)
                 return
             except Exception:
                 log.exception("delivery of job %s failed (attempt %d)", job_id, attempt)

@@ -91,8 +91,9 @@ def settings(lang: str, prefs: UserPrefs) -> InlineKeyboardMarkup:
 
 
 def languages() -> InlineKeyboardMarkup:
-    names = {"en": "English 🇬🇧", "ru": "Русский 🇷🇺"}
-    return InlineKeyboardMarkup([[_button(names[code], "lang", code) for code in LANGUAGES]])
+    """One button per catalogue, each named in its own language."""
+    buttons = [_button(t(code, "lang_name"), "lang", code) for code in LANGUAGES]
+    return InlineKeyboardMarkup([buttons])
 
 
 def cancel(lang: str, job_id: str) -> InlineKeyboardMarkup:

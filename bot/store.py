@@ -1,10 +1,12 @@
 """What the bot remembers between updates and across restarts: per-user settings and language,
-the photo waiting for a style, the "next image is the style" flag, and which chat message shows
-each job. SQLite (WAL) plus image files under `<data dir>/bot/`, so every button keeps working
-after a restart and `/forget` can delete a user's pictures for real."""
+the photo waiting for a style, where each user is in the photo → style conversation (for PTB's
+persistence, bot.conversation), and which chat message shows each job. SQLite (WAL) plus image
+files under `<data dir>/bot/`, so every button keeps working after a restart and `/forget` can
+delete a user's pictures for real."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import time
@@ -21,7 +23,6 @@ CREATE TABLE IF NOT EXISTS users (
     strength TEXT NOT NULL DEFAULT 'medium',
     keep_colors INTEGER NOT NULL DEFAULT 0,
     as_file INTEGER NOT NULL DEFAULT 0,
-    awaiting_style INTEGER NOT NULL DEFAULT 0,
     last_style TEXT,
     updated_at REAL NOT NULL
 );
@@ -32,7 +33,15 @@ CREATE TABLE IF NOT EXISTS job_messages (
     preview_msg INTEGER,
     sent INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS conversations (
+    name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    user_id INTEGER,
+    state INTEGER NOT NULL,
+    PRIMARY KEY (name, key)
+);
 """
+OWN_STYLE = "own"  # last_style of a job painted in the user's own style picture
 STRENGTHS = presets.STRENGTH_LEVELS  # the -/+ buttons step through these
 QUALITIES = presets.QUALITIES
 
@@ -45,8 +54,7 @@ class UserPrefs:
     strength: str = presets.DEFAULT_STRENGTH
     keep_colors: bool = False
     as_file: bool = False
-    awaiting_style: bool = False
-    last_style: str | None = None  # gallery slug, or "own" for the saved style picture
+    last_style: str | None = None  # a gallery slug, or OWN_STYLE
 
 
 @dataclass
@@ -81,7 +89,6 @@ class Store:
             return UserPrefs(user_id)
         prefs = UserPrefs(user_id, **dict(zip(_PREF_FIELDS, row, strict=True)))
         prefs.keep_colors, prefs.as_file = bool(prefs.keep_colors), bool(prefs.as_file)
-        prefs.awaiting_style = bool(prefs.awaiting_style)
         return prefs
 
     def update(self, user_id: int, **changes: object) -> UserPrefs:
@@ -137,9 +144,30 @@ class Store:
     def drop_job(self, job_id: str) -> None:
         self._db.execute("DELETE FROM job_messages WHERE job_id = ?", (job_id,))
 
+    # -- conversation states -------------------------------------------------------------
+
+    def conversations(self, name: str) -> dict[tuple[int | str, ...], int]:
+        rows = self._db.execute("SELECT key, state FROM conversations WHERE name = ?", (name,))
+        return {tuple(json.loads(key)): state for key, state in rows}
+
+    def set_conversation(self, name: str, key: tuple[int | str, ...], state: int | None) -> None:
+        """`key` is PTB's (chat id, user id); None ends the conversation."""
+        if state is None:
+            self._db.execute(
+                "DELETE FROM conversations WHERE name = ? AND key = ?", (name, json.dumps(key))
+            )
+            return
+        user_id = key[-1] if key and isinstance(key[-1], int) else None
+        self._db.execute(
+            "INSERT INTO conversations (name, key, user_id, state) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(name, key) DO UPDATE SET state = excluded.state",
+            (name, json.dumps(key), user_id, int(state)),
+        )
+
     # -- privacy -------------------------------------------------------------------------
 
     def forget(self, user_id: int) -> None:
         self._db.execute("DELETE FROM users WHERE user_id = ?", (user_id,))
         self._db.execute("DELETE FROM job_messages WHERE user_id = ?", (user_id,))
+        self._db.execute("DELETE FROM conversations WHERE user_id = ?", (user_id,))
         shutil.rmtree(self._file(user_id, "x").parent, ignore_errors=True)

@@ -1,176 +1,68 @@
-"""Everything the bot says, in English and Russian. One dict per language keeps translations side
-by side, so a missing key shows up in a test rather than in front of a user."""
+"""Everything the bot says, from the Fluent catalogues in `bot/locales/<lang>.ftl`.
+
+Fluent (projectfluent.org) rather than gettext: the catalogues are plain text that is read as is,
+with no compiled .mo files to build or commit, and CLDR plural rules (through Babel) are part of
+the syntax, so Russian's one/few/many forms live in ru.ftl and never in Python. Each file is one
+language; adding a language means adding a file (its messages fall back to English until done).
+
+Porting a message from the old `{"key": "text {name}"}` dicts is mechanical: `key = text { $name }`,
+a multi-line value goes on indented lines under `key =`. Placeables are not wrapped in Unicode
+isolation marks (`use_isolating=False`): Telegram shows plain text and tests compare it.
+"""
 
 from __future__ import annotations
 
-LANGUAGES = ("en", "ru")
+from importlib.resources import files
+from importlib.resources.abc import Traversable
+from typing import Any
 
-EN: dict[str, str] = {
-    "start": (
-        "👋 Hi! I repaint your photos in the style of great paintings.\n\n"
-        "Send me a photo (or an image file for full quality), then pick a painting. "
-        "/styles shows the gallery, /help explains the rest."
-    ),
-    "help": (
-        "How it works:\n"
-        "1. Send a photo — as a photo or as a file (JPEG, PNG, WEBP).\n"
-        "2. Pick a painting, 🎲 for a surprise, or 🖼 to use your own picture as the style.\n"
-        "   Shortcut: send an album of two images — the photo, then the style.\n"
-        "3. Wait a little: I show your place in line and the progress.\n\n"
-        "/styles — the gallery\n/settings — quality, strength, colors\n"
-        "/lang — language\n/forget — delete your pictures and settings"
-    ),
-    "styles_caption": "The gallery: {count} paintings. Send a photo and pick one.",
-    "lang_choose": "Choose your language:",
-    "lang_set": "Language: English 🇬🇧",
-    "pick_style": "Nice! Which painting should I use?",
-    "surprise": "🎲 Surprise me",
-    "own_style": "🖼 My own style",
-    "settings": "⚙️ Settings",
-    "prev": "◀️",
-    "next": "▶️",
-    "send_style_now": "Now send the picture whose style I should use.",
-    "style_received": "Got your style picture.",
-    "settings_title": "Settings — tap to change.",
-    "quality": "Quality: {value}",
-    "strength": "Strength: {value}",
-    "keep_colors": "Keep photo colors: {value}",
-    "as_file": "Also send as file: {value}",
-    "on": "on",
-    "off": "off",
-    "q_fast": "fast",
-    "q_balanced": "balanced",
-    "q_high": "high",
-    "s_gentle": "gentle",
-    "s_medium": "medium",
-    "s_strong": "strong",
-    "back": "⬅️ Back to paintings",
-    "queued": "⏳ Queued — #{position} in line, about {minutes} min.",
-    "started": "🎨 Painting started…",
-    "progress": "🎨 {bar} {percent}%\nScale {scale}/{scales} · about {eta} left",
-    "progress_one_scale": "🎨 {bar} {percent}%\nAbout {eta} left",
-    "cancel": "✖️ Cancel",
-    "cancelling": "Cancelling…",
-    "cancelled": "✖️ Cancelled.",
-    "not_yours": "This is not your picture.",
-    "caption": "{title} — {artist}\nPainted in {seconds} s",
-    "own_style_title": "your own style",
-    "another_style": "🎨 Another style",
-    "stronger": "➕ Stronger",
-    "gentler": "➖ Gentler",
-    "keep_colors_btn": "🌈 Keep colors: {value}",
-    "done_failed": "😔 Sorry, painting failed: {reason}",
-    "not_an_image": "That file is not an image. Please send a JPEG, PNG or WEBP picture.",
-    "corrupt_image": "I could not read that image — it seems damaged. Try another one.",
-    "image_too_large": "That image is too large. Please send one under 20 MB.",
-    "image_too_small": "That image is too small. Please send one at least 32 pixels wide.",
-    "bad_image": "I could not use that picture. Try another one.",
-    "too_many_jobs": "You already have {limit} pictures in progress. Wait for one to finish.",
-    "queue_full": "I am very busy right now. Please try again in a few minutes.",
-    "queue_unavailable": "I am temporarily unavailable. Please try again in a minute.",
-    "painter_error": "something went wrong on my side. Please try again.",
-    "worker_died": "the painter stopped several times on this picture.",
-    "style_not_found": "that painting is no longer in the gallery. Please pick another one.",
-    "unknown_command": "I do not know that command. /help lists what I can do.",
-    "text_instead": "Send me a photo and I will repaint it. /help explains how.",
-    "no_photo": "I no longer have your photo. Please send it again.",
-    "gone": "That button has expired. Send a photo to start again.",
-    "album_two": "An album of exactly two images works as photo + style. Send them again.",
-    "forgotten": "Done: your pictures, jobs and settings are deleted.",
-    "stats": (
-        "Queue: {queued} waiting, {running} running, workers {workers}\n"
-        "Today: {done} done, {failed} failed\nMean wait {wait}, mean run {run}"
-    ),
-}
+from fluent.runtime import FluentBundle, FluentResource
+from fluent.syntax import ast
 
-RU: dict[str, str] = {
-    "start": (
-        "👋 Привет! Я перерисовываю фото в стиле великих картин.\n\n"
-        "Пришлите фото (или файл — для лучшего качества) и выберите картину. "
-        "/styles — галерея, /help — подробнее."
-    ),
-    "help": (
-        "Как это работает:\n"
-        "1. Пришлите фото — как фото или как файл (JPEG, PNG, WEBP).\n"
-        "2. Выберите картину, 🎲 — сюрприз, или 🖼 — свой стиль из вашей картинки.\n"
-        "   Быстрее: альбом из двух картинок — фото, затем стиль.\n"
-        "3. Немного подождите: я покажу место в очереди и прогресс.\n\n"
-        "/styles — галерея\n/settings — качество, сила, цвета\n"
-        "/lang — язык\n/forget — удалить ваши картинки и настройки"
-    ),
-    "styles_caption": "Галерея: {count} картин. Пришлите фото и выберите одну.",
-    "lang_choose": "Выберите язык:",
-    "lang_set": "Язык: русский 🇷🇺",
-    "pick_style": "Отлично! Какую картину взять?",
-    "surprise": "🎲 Удиви меня",
-    "own_style": "🖼 Свой стиль",
-    "settings": "⚙️ Настройки",
-    "prev": "◀️",
-    "next": "▶️",
-    "send_style_now": "Теперь пришлите картинку, стиль которой нужно взять.",
-    "style_received": "Картинка стиля получена.",
-    "settings_title": "Настройки — нажмите, чтобы изменить.",
-    "quality": "Качество: {value}",
-    "strength": "Сила: {value}",
-    "keep_colors": "Сохранять цвета фото: {value}",
-    "as_file": "Присылать и файлом: {value}",
-    "on": "да",
-    "off": "нет",
-    "q_fast": "быстро",
-    "q_balanced": "средне",
-    "q_high": "высокое",
-    "s_gentle": "мягко",
-    "s_medium": "средне",
-    "s_strong": "сильно",
-    "back": "⬅️ К картинам",
-    "queued": "⏳ В очереди — №{position}, примерно {minutes} мин.",
-    "started": "🎨 Начинаю рисовать…",
-    "progress": "🎨 {bar} {percent}%\nМасштаб {scale}/{scales} · осталось около {eta}",
-    "progress_one_scale": "🎨 {bar} {percent}%\nОсталось около {eta}",
-    "cancel": "✖️ Отмена",
-    "cancelling": "Отменяю…",
-    "cancelled": "✖️ Отменено.",
-    "not_yours": "Это не ваша картинка.",
-    "caption": "{title} — {artist}\nГотово за {seconds} с",
-    "own_style_title": "ваш стиль",
-    "another_style": "🎨 Другой стиль",
-    "stronger": "➕ Сильнее",
-    "gentler": "➖ Мягче",
-    "keep_colors_btn": "🌈 Цвета фото: {value}",
-    "done_failed": "😔 Не получилось: {reason}",
-    "not_an_image": "Это не картинка. Пришлите JPEG, PNG или WEBP.",
-    "corrupt_image": "Не удалось прочитать картинку — похоже, она повреждена. Попробуйте другую.",
-    "image_too_large": "Картинка слишком большая. Пришлите файл меньше 20 МБ.",
-    "image_too_small": "Картинка слишком маленькая. Нужно хотя бы 32 пикселя.",
-    "bad_image": "Не получилось использовать эту картинку. Попробуйте другую.",
-    "too_many_jobs": "У вас уже {limit} картинки в работе. Дождитесь, пока одна будет готова.",
-    "queue_full": "Сейчас очень много работы. Попробуйте через несколько минут.",
-    "queue_unavailable": "Я временно недоступен. Попробуйте через минуту.",
-    "painter_error": "что-то сломалось у меня. Попробуйте ещё раз.",
-    "worker_died": "художник несколько раз останавливался на этой картинке.",
-    "style_not_found": "этой картины больше нет в галерее. Выберите другую.",
-    "unknown_command": "Я не знаю такой команды. /help — что я умею.",
-    "text_instead": "Пришлите фото, и я его перерисую. /help — как это работает.",
-    "no_photo": "Вашего фото у меня больше нет. Пришлите его ещё раз.",
-    "gone": "Эта кнопка устарела. Пришлите фото, чтобы начать заново.",
-    "album_two": "Альбом из двух картинок = фото + стиль. Пришлите их ещё раз.",
-    "forgotten": "Готово: ваши картинки, задания и настройки удалены.",
-    "stats": (
-        "Очередь: {queued} ждут, {running} в работе, художников {workers}\n"
-        "Сегодня: {done} готово, {failed} ошибок\nСреднее ожидание {wait}, работа {run}"
-    ),
-}
+DEFAULT = "en"
+# Speakers of these languages usually read Russian better than English (Telegram's language_code).
+PREFER = {"uk": "ru", "be": "ru", "kk": "ru"}
 
-TEXTS: dict[str, dict[str, str]] = {"en": EN, "ru": RU}
+
+def load(root: Traversable) -> tuple[dict[str, FluentBundle], dict[str, ast.Resource]]:
+    """Every `<lang>.ftl` in `root`, by language code; a syntax error stops the bot at import."""
+    bundles: dict[str, FluentBundle] = {}
+    resources: dict[str, ast.Resource] = {}
+    for entry in sorted(root.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".ftl"):
+            continue
+        lang = entry.name.removesuffix(".ftl")
+        resource = FluentResource(entry.read_text(encoding="utf-8"))
+        junk = [e.content or "" for e in resource.body if isinstance(e, ast.Junk)]
+        if junk:
+            raise ValueError(f"{entry.name}: not valid Fluent: {junk[0].strip()[:80]!r}")
+        bundle = FluentBundle([lang], use_isolating=False)
+        bundle.add_resource(resource)
+        bundles[lang], resources[lang] = bundle, resource
+    return bundles, resources
+
+
+BUNDLES, RESOURCES = load(files("bot").joinpath("locales"))
+LANGUAGES = (DEFAULT, *sorted(set(BUNDLES) - {DEFAULT}))  # English first, as the fallback
 
 
 def pick_language(code: str | None) -> str:
-    """Russian for ru/uk/be/kk speakers (Telegram's `language_code`), English otherwise."""
+    """The catalogue for Telegram's `language_code` ("uk-UA" → "uk" …), else English."""
     base = (code or "").split("-")[0].lower()
-    return "ru" if base in ("ru", "uk", "be", "kk") else "en"
+    base = base if base in BUNDLES else PREFER.get(base, DEFAULT)
+    return base if base in BUNDLES else DEFAULT
 
 
-def t(lang: str, key: str, **values: object) -> str:
-    """The text `key` in `lang` (English if missing), formatted with `values`."""
-    template = TEXTS.get(lang, EN).get(key) or EN[key]
-    return template.format(**values) if values else template
+def t(lang: str, key: str, **values: Any) -> str:
+    """The message `key` in `lang` (English where that language lacks it), with `values`
+    filled in; numbers choose plural forms by the language's CLDR rules."""
+    bundle = BUNDLES.get(lang)
+    if bundle is None or not bundle.has_message(key):
+        bundle = BUNDLES[DEFAULT]
+    message = bundle.get_message(key)  # KeyError for a key no catalogue has
+    if message.value is None:
+        raise KeyError(key)
+    text, errors = bundle.format_pattern(message.value, values)
+    if errors:
+        raise ValueError(f"{lang}/{key}: {errors[0]}")
+    return str(text)

@@ -1,34 +1,28 @@
-"""The small pieces: translations complete, callback data within Telegram's limit, the store's
-persistence, Telegram error handling, and health/metrics and queue-down answers in a live bot."""
+"""The small pieces (the translations are in test_texts.py): callback data within Telegram's
+limit, the store's persistence, Telegram error handling, and health/metrics and queue-down
+answers in a live bot."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 
 from bot import keyboards, tg
+from bot.conversation import NAME, State
 from bot.follow import bar, duration
-from bot.pacing import ForegroundFirstLimiter
+from bot.pacing import ATTEMPTS, ForegroundFirstLimiter
 from bot.store import JobMessages, Store
-from bot.texts import EN, RU, pick_language, t
 from engine.queue import QueueUnavailable
 from tests.doubles.bot_helpers import BotFactory, jpeg
 from tests.doubles.fake_telegram import FakeTelegram
-
-
-def test_every_text_exists_in_both_languages() -> None:
-    assert EN.keys() == RU.keys()
-    for key in EN:
-        assert EN[key].count("{") == RU[key].count("{"), key  # same placeholders
-    assert pick_language("ru") == "ru" and pick_language("uk-UA") == "ru"
-    assert pick_language("de") == "en" and pick_language(None) == "en"
-    assert t("ru", "queued", position=3, minutes=2) == "⏳ В очереди — №3, примерно 2 мин."
 
 
 def test_callback_data_fits_in_64_bytes() -> None:
@@ -52,23 +46,21 @@ def test_callback_data_fits_in_64_bytes() -> None:
 
 def test_store_survives_reopening(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    store.update(7, lang="ru", quality="high", keep_colors=True, awaiting_style=True)
+    store.update(7, lang="ru", quality="high", keep_colors=True)
+    store.set_conversation(NAME, (7, 7), State.WAITING_STYLE_PICTURE)  # "next image is the style"
     store.save_image(7, "photo", b"jpeg-bytes")
     store.set_job_messages("job1", 7, JobMessages(status_msg=10, preview_msg=11))
     store.close()
     again = Store(tmp_path)
     prefs = again.user(7)
-    assert (prefs.lang, prefs.quality, prefs.keep_colors, prefs.awaiting_style) == (
-        "ru",
-        "high",
-        True,
-        True,
-    )
+    assert (prefs.lang, prefs.quality, prefs.keep_colors) == ("ru", "high", True)
+    assert again.conversations(NAME) == {(7, 7): State.WAITING_STYLE_PICTURE}
     assert again.image(7, "photo") == b"jpeg-bytes"
     assert again.job_messages("job1") == JobMessages(10, 11, False)
     again.forget(7)
     assert again.user(7).lang is None and again.image(7, "photo") is None
     assert again.job_messages("job1") == JobMessages()
+    assert again.conversations(NAME) == {}
 
 
 def test_progress_formatting() -> None:
@@ -77,6 +69,8 @@ def test_progress_formatting() -> None:
 
 
 async def test_telegram_call_retries_and_classifies() -> None:
+    """Retries are the limiter's (bot.pacing, the one policy); tg.call only classifies."""
+    limiter = ForegroundFirstLimiter(rate=0, backoff_s=0.01)
     attempts: list[int] = []
 
     async def flaky() -> str:
@@ -87,7 +81,10 @@ async def test_telegram_call_retries_and_classifies() -> None:
             raise NetworkError("Bad Gateway")
         return "ok"
 
-    assert await tg.call(flaky, backoff_s=0.01) == "ok" and len(attempts) == 3
+    async def through_limiter(make: Callable[[], Awaitable[Any]]) -> Any:
+        return await limiter.process_request(make, (), {}, "sendMessage", {"chat_id": 1}, None)
+
+    assert await tg.call(lambda: through_limiter(flaky)) == "ok" and len(attempts) == 3
 
     async def not_modified() -> None:
         raise BadRequest("Message is not modified: specified new message content …")
@@ -101,10 +98,14 @@ async def test_telegram_call_retries_and_classifies() -> None:
         await tg.call(blocked)
 
     async def down() -> None:
+        attempts.append(1)
         raise NetworkError("Internal Server Error")
 
+    attempts.clear()
     with pytest.raises(NetworkError):
-        await tg.call(down, attempts=2, backoff_s=0.01)
+        await tg.call(lambda: through_limiter(down))
+    assert len(attempts) == ATTEMPTS  # the bound: one try and ATTEMPTS - 1 retries, no more
+    await limiter.shutdown()
 
 
 def _free_port() -> int:

@@ -1,0 +1,117 @@
+"""Photos and image files: the content, the style picture the user was asked for, or an album of
+two (photo + style) collected by a job-queue timer."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from telegram import Message, Update
+from telegram.ext import JobQueue, filters
+
+from bot import keyboards
+from bot.context import BotContext
+from bot.conversation import State
+from bot.handlers.jobs import say, submit
+from bot.media import download_image
+from bot.services import Album
+from bot.store import OWN_STYLE
+from bot.texts import t
+from engine.errors import ImageError
+
+ALBUM_SETTLE_S = 0.8  # Telegram delivers an album as separate messages within a moment
+
+
+class _InAlbum(filters.MessageFilter):
+    def filter(self, message: Message) -> bool:
+        return message.media_group_id is not None
+
+
+PICTURE = filters.PHOTO | filters.Document.ALL
+SINGLE_PICTURE = PICTURE & ~_InAlbum()
+ALBUM_PICTURE = PICTURE & _InAlbum()
+
+
+async def _download(update: Update, context: BotContext) -> bytes | None:
+    """The image of this message, or None after telling the user what is wrong with it."""
+    message = update.effective_message
+    if message is None:
+        return None
+    try:
+        return await download_image(message)
+    except ImageError as exc:
+        await message.reply_text(t(context.lang, exc.code))
+        return None
+
+
+async def photo(update: Update, context: BotContext) -> State | None:
+    """A photo to repaint: keep it and offer the paintings."""
+    data = await _download(update, context)
+    if data is None:
+        return None  # the state stays as it was
+    context.services.store.save_image(context.user_id, "photo", data)
+    markup = keyboards.styles(context.lang, context.services.paintings)
+    await say(context, t(context.lang, "pick_style"), reply_markup=markup)
+    return State.CHOOSING_STYLE
+
+
+async def style_picture(update: Update, context: BotContext) -> State | None:
+    """The picture whose style the user asked to use (after "🖼 My own style")."""
+    data = await _download(update, context)
+    if data is None:
+        return None
+    store = context.services.store
+    photo = store.image(context.user_id, "photo")
+    if photo is None:
+        await say(context, t(context.lang, "no_photo"))
+        return State.WAITING_PHOTO
+    store.save_image(context.user_id, "style", data)
+    await submit(context, context.lang, photo, OWN_STYLE)
+    return State.CHOOSING_STYLE
+
+
+async def album_part(update: Update, context: BotContext) -> None:
+    """One image of an album: collect it, and (re)start the timer that ends the album."""
+    message = update.effective_message
+    data = await _download(update, context)
+    if message is None or message.media_group_id is None or data is None:
+        return
+    group = message.media_group_id
+    album = context.services.albums.setdefault(
+        group, Album(context.chat_id, context.user_id, context.lang)
+    )
+    album.images[message.message_id] = data
+    name = f"album:{group}"
+    jobs = cast("JobQueue[BotContext] | None", context.job_queue)  # PTB leaves its type open
+    if jobs is None:
+        raise RuntimeError("python-telegram-bot[job-queue] is not installed")
+    for job in jobs.get_jobs_by_name(name):
+        job.schedule_removal()
+    jobs.run_once(
+        _album_done,
+        ALBUM_SETTLE_S,
+        data=group,
+        name=name,
+        chat_id=album.chat_id,
+        user_id=album.user_id,
+    )
+
+
+async def _album_done(context: BotContext) -> None:
+    """Two images: photo then style. One: an ordinary photo. More: explain."""
+    svc = context.services
+    job = context.job
+    album = svc.albums.pop(str(job.data), None) if job is not None else None
+    if album is None:
+        return
+    images = [album.images[k] for k in sorted(album.images)]
+    lang = album.lang
+    if len(images) == 1:
+        svc.store.save_image(album.user_id, "photo", images[0])
+        markup = keyboards.styles(lang, svc.paintings)
+        await say(context, t(lang, "pick_style"), reply_markup=markup)
+    elif len(images) == 2:
+        svc.store.save_image(album.user_id, "photo", images[0])
+        svc.store.save_image(album.user_id, "style", images[1])
+        await submit(context, lang, images[0], OWN_STYLE)
+    else:
+        await say(context, t(lang, "album_two"))
