@@ -17,6 +17,7 @@ SUBCOMMAND_MODULES = (
     "engine.commands.stylize",
     "engine.commands.gallery",
     "engine.commands.worker",
+    "engine.commands.demo",
     "bot.command",
 )
 
