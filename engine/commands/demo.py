@@ -25,11 +25,15 @@ from engine.commands.stylize import ProgressBar, _device, _positive_int
 from engine.errors import OrsayError, WeightsError
 from engine.options import ModelName, StyleInput, StylizeOptions
 
-# 320 px long side, 50 L-BFGS steps: measured 49.8 s of painting for 60 steps at 320 px with
-# the VGG16 fixture on this project's 2-core CPU (~0.8 s/step), plus ~10 s to start torch and
-# load the weights; 50 steps keeps the whole demo near a minute while the strokes have formed.
+# 320 px long side. Steps per network, to finish in about a minute on a 2-core CPU: measured 54 s
+# wall for the whole demo (torch start, weights, 50 L-BFGS steps) with the VGG16 fixture here.
+# VGG19 took ~1.7x the CPU time for the same 50 steps at 320 px (135 s vs 78 s user time; that
+# run shared the CPU with other jobs, so take it as an upper bound), hence fewer steps. Random
+# weights cannot paint however long they run: a short run proves the install works without
+# making anyone wait for noise.
 DEMO_SIZE = 320
-DEMO_STEPS = 50
+DEMO_STEPS: dict[ModelName, int] = {"vgg16": 50, "vgg19": 35}
+RANDOM_STEPS = 20
 DEMO_OUTPUT = Path("out/demo.jpg")
 PROBE_TIMEOUT_S = 5.0  # the weights server either answers a HEAD request fast or not at all
 VGG19_DOWNLOAD = "548 MB"
@@ -54,6 +58,11 @@ class WeightsChoice:
     @property
     def trained(self) -> bool:
         return self.weights != "random"
+
+    @property
+    def steps(self) -> int:
+        """How many steps the demo gives these weights (see DEMO_STEPS)."""
+        return DEMO_STEPS[self.model] if self.trained else RANDOM_STEPS
 
 
 def choose_weights(
@@ -167,7 +176,13 @@ def register(subparsers: Any) -> None:
         "--no-download", action="store_true", help="do not try to download torchvision's VGG19"
     )
     parser.add_argument("--size", type=_positive_int, default=DEMO_SIZE, help="long side in px")
-    parser.add_argument("--steps", type=_positive_int, default=DEMO_STEPS)
+    parser.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=None,
+        help=f"default {DEMO_STEPS['vgg16']} with VGG16, {DEMO_STEPS['vgg19']} with VGG19, "
+        f"{RANDOM_STEPS} with random weights",
+    )
     parser.add_argument("--device", type=_device, default="auto", help="auto|cpu|cuda|mps")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
@@ -240,14 +255,17 @@ def paint(args: argparse.Namespace) -> int:
 
     options = StylizeOptions(
         size=args.size,
-        steps=args.steps,
+        steps=args.steps or choice.steps,
         model=choice.model,
         weights=choice.weights,
         device=args.device,
         seed=0,
     )
     style = StyleInput(image=imaging.load_image(demo.PAINTING))
-    _say(f"painting {demo.PHOTO.name} as {demo.PAINTING_TITLE} at {args.size} px")
+    _say(
+        f"painting {demo.PHOTO.name} as {demo.PAINTING_TITLE} at {args.size} px, "
+        f"{options.steps} steps"
+    )
     bar = ProgressBar(enabled=not args.quiet)
     try:
         result = stylize(imaging.load_image(demo.PHOTO), [style], options, progress=bar)

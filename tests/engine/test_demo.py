@@ -84,6 +84,7 @@ def test_network_up_means_torchvision_vgg19() -> None:
     choice = choose_weights(requested=None, model="vgg16", torchvision=UP, fixture=FIXTURE)
     assert (choice.model, choice.weights, choice.trained) == ("vgg19", "torchvision", True)
     assert choice.reason == UP.why
+    assert choice.steps == demo_command.DEMO_STEPS["vgg19"]
     same = choose_weights(requested="torchvision", model="vgg19", torchvision=UP, fixture=None)
     assert same == choice  # "torchvision" (ORSAY_VGG_WEIGHTS' documented default) is the default
 
@@ -101,12 +102,14 @@ def test_offline_uses_the_shared_fixture_as_vgg16() -> None:
     choice = choose_weights(requested=None, model="vgg19", torchvision=DOWN, fixture=FIXTURE)
     assert (choice.model, choice.weights, choice.trained) == ("vgg16", str(FIXTURE), True)
     assert "fixture" in choice.label and "no network" in choice.reason
+    assert choice.steps == demo_command.DEMO_STEPS["vgg16"] > demo_command.DEMO_STEPS["vgg19"]
 
 
 def test_random_only_as_the_last_resort_or_when_asked() -> None:
     last = choose_weights(requested=None, model="vgg19", torchvision=DOWN, fixture=None)
     assert (last.weights, last.trained) == ("random", False)
     assert "RANDOM" in last.label and "no network" in last.reason
+    assert last.steps == demo_command.RANDOM_STEPS  # noise does not improve with time
     asked = choose_weights(requested="random", model="vgg19", torchvision=UP, fixture=FIXTURE)
     assert (asked.weights, asked.reason) == ("random", "you asked for them")
 
