@@ -25,14 +25,14 @@ from engine.commands.stylize import ProgressBar, _device, _positive_int
 from engine.errors import OrsayError, WeightsError
 from engine.options import ModelName, StyleInput, StylizeOptions
 
-# 320 px long side. Steps per network, to finish in about a minute on a 2-core CPU: measured 54 s
-# wall for the whole demo (torch start, weights, 50 L-BFGS steps) with the VGG16 fixture here.
-# VGG19 took ~1.7x the CPU time for the same 50 steps at 320 px (135 s vs 78 s user time; that
-# run shared the CPU with other jobs, so take it as an upper bound), hence fewer steps. Random
-# weights cannot paint however long they run: a short run proves the install works without
-# making anyone wait for noise.
+# 320 px long side. Steps per network, to finish in about a minute on a 2-core CPU: the whole demo
+# (torch start, weights, 50 L-BFGS steps) took 54 s wall with the VGG16 fixture here on an idle
+# machine, ~0.85 s per step. VGG19 up to relu5_1 has 1.26x VGG16's multiply-adds (two more convs
+# in blocks 3 and 4), ~1.05 s per step at 320x213 by ../shared/README.md's measured 0.60-1.40 s
+# at 256-384 px plus 10% for L-BFGS, so 40 steps. Random weights cannot paint however long they
+# run: a short run proves the install works without making anyone wait for noise.
 DEMO_SIZE = 320
-DEMO_STEPS: dict[ModelName, int] = {"vgg16": 50, "vgg19": 35}
+DEMO_STEPS: dict[ModelName, int] = {"vgg16": 50, "vgg19": 40}
 RANDOM_STEPS = 20
 DEMO_OUTPUT = Path("out/demo.jpg")
 PROBE_TIMEOUT_S = 5.0  # the weights server either answers a HEAD request fast or not at all
