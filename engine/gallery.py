@@ -317,10 +317,7 @@ def fetch(
     todo = [p for p in chosen if not is_valid(p)]
     if not todo:
         return []
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise GalleryError("cannot create the gallery folder (check ORSAY_GALLERY_DIR)") from error
+    _create(folder)
     bar = _Bar(sum(p.bytes for p in todo), progress)
     written: list[Path] = []
     failures: dict[str, list[str]] = {}  # problem -> slugs, so one outage is one line
@@ -340,6 +337,50 @@ def fetch(
         details = "; ".join(f"{problem}: {', '.join(slugs)}" for problem, slugs in failures.items())
         raise GalleryError(f"{count} of {len(todo)} paintings could not be fetched — {details}")
     return written
+
+
+def _create(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise GalleryError("cannot create the gallery folder (check ORSAY_GALLERY_DIR)") from error
+
+
+def fetch_missing(
+    slug_or_path: str,
+    progress: bool = True,
+    *,
+    folder: Path,
+    retries: int = 2,
+    backoff_s: float = 1.0,
+    timeout_s: float = 20.0,
+) -> Path | None:
+    """Download the one packaged painting `slug_or_path` names when it is not on disk yet, so a
+    first `orsay stylize --style SLUG` needs no `orsay gallery fetch` of the whole gallery.
+
+    Checked like `fetch` (sha256 and size, retries, downscaled if larger). Returns the file
+    written, or None when there is nothing to fetch: an image file path, a name the gallery
+    does not know (load_style explains that), a painting already present (even one that fails
+    its checksum: it may be an operator's read-only folder; `orsay gallery fetch` repairs), or
+    one without a URL. Raises GalleryError with the download's problem in one line."""
+    candidate = Path(slug_or_path).expanduser()
+    if candidate.is_file() or (
+        candidate.suffix.lower() in IMAGE_SUFFIXES and len(candidate.parts) > 1
+    ):
+        return None
+    try:
+        painting = find(slug_or_path, folder)
+    except StyleNotFound:
+        return None
+    if painting.path is not None or not painting.url:
+        return None
+    _create(folder)
+    bar = _Bar(painting.bytes, progress)
+    bar.note(painting.slug)
+    try:
+        return _fetch_one(painting, folder, None, retries, backoff_s, timeout_s, bar)
+    finally:
+        bar.close()
 
 
 def _fetch_one(

@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES = (
     "engine.commands.stylize",
     "engine.commands.gallery",
     "engine.commands.worker",
+    "engine.commands.demo",
     "bot.command",
 )
 

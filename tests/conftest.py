@@ -1,13 +1,15 @@
 """Root fixtures every test package shares: the read-only ../shared data and throwaway weights.
 
 Tests that need ../shared fail (never skip) when it is missing, so a CI box without the data
-cannot report a green run that exercised nothing.
+cannot report a green run that exercised nothing. Tests that do skip are counted by reason in
+the run's last lines (`pytest_terminal_summary`), so "23 skipped" never goes unexplained.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,46 @@ def _private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
         os.environ.pop("ORSAY_DATA_DIR", None)
     else:
         os.environ["ORSAY_DATA_DIR"] = previous
+
+
+# --- why tests were skipped, in the last lines of the run -------------------------------------
+
+# (substring of a skip reason, what those tests are, why in a few words and what to do)
+KNOWN_SKIPS = (
+    (
+        "redis-server is not installed",
+        "Redis",
+        "redis-server not installed — `apt install redis-server` "
+        "(ORSAY_REQUIRE_REDIS=1, as .ci/run sets, makes them fail instead)",
+    ),
+)
+
+
+def skip_summary(reasons: Iterable[str]) -> list[str]:
+    """One line per distinct reason, most frequent first: "23 Redis tests skipped: ..."."""
+    lines = []
+    for reason, count in Counter(
+        r.removeprefix("Skipped: ").strip() for r in reasons
+    ).most_common():
+        kind, why = "", reason or "no reason given"
+        for needle, known_kind, known_why in KNOWN_SKIPS:
+            if needle in reason:
+                kind, why = f"{known_kind} ", known_why
+                break
+        lines.append(f"{count} {kind}test{'s' if count != 1 else ''} skipped: {why}")
+    return lines
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Iterator[None]:
+    """Outermost wrapper, so these lines come after pytest's own short summary, right above the
+    final "N passed, M skipped" line."""
+    yield
+    reasons = []
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        reasons.append(str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr or ""))
+    if reasons:
+        terminalreporter.write_sep("-", "skipped tests")
+        for line in skip_summary(reasons):
+            terminalreporter.write_line(line, yellow=True)

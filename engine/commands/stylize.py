@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from engine import gallery, imaging
-from engine.errors import OrsayError
+from engine.errors import GalleryError, OrsayError
 from engine.options import (
     ColorMode,
     InitName,
@@ -252,6 +252,22 @@ def _check(args: argparse.Namespace, options: StylizeOptions) -> None:
         raise OrsayError(f"photo not found: {args.content}")
 
 
+def fetch_missing_styles(args: argparse.Namespace) -> None:
+    """Download each gallery painting named by --style that is not on disk yet (one painting,
+    checksummed, with a progress bar), so a fresh install needs no `orsay gallery fetch`."""
+    for name in args.style:
+        try:
+            path = gallery.fetch_missing(name, progress=not args.quiet, folder=args.gallery_dir)
+        except GalleryError as error:
+            slug = gallery.find(name, args.gallery_dir).slug
+            raise GalleryError(
+                f"could not download the painting {slug!r} ({error}); offline, put {slug}.jpg "
+                "in a folder and point ORSAY_GALLERY_DIR (or --gallery-dir) at it"
+            ) from error
+        if path is not None and not args.quiet:
+            print(f"orsay: downloaded {name} into {path.parent}", file=sys.stderr)
+
+
 def load_styles(args: argparse.Namespace) -> list[StyleInput]:
     return [
         gallery.load_style(name, weight, folder=args.gallery_dir)
@@ -331,6 +347,7 @@ def paint(args: argparse.Namespace, settings: Settings) -> int:
     options.extra.setdefault("style_cache_dir", settings.style_cache_dir)
     _check(args, options)
     content = imaging.load_image(args.content)
+    fetch_missing_styles(args)
     styles = load_styles(args)
 
     from engine.painter import stylize  # torch loads here, not at `orsay --help`

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
+from engine import gallery, imaging
 from engine.commands import stylize as stylize_command
 from engine.options import ProgressEvent, Stage, StylizeOptions
 from engine.settings import load_settings
 from orsay import cli
+from tests.doubles.static_http import static_servers
 
 
 @pytest.fixture(autouse=True)
@@ -327,6 +331,69 @@ def test_stylize_blends_a_gallery_painting_and_an_uploaded_style(
     with Image.open(out) as image:
         assert image.format == "JPEG"
         assert image.size == (round(80 * width / height), 80)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Path], str]]:
+    with static_servers() as servers:
+        yield servers.start
+
+
+def _only_painting(monkeypatch: pytest.MonkeyPatch, url: str, data: bytes) -> None:
+    """Make the packaged gallery one painting, `night-swirls`, pinned at `url`."""
+    painting = gallery.Painting(
+        slug="night-swirls", title="Night Swirls", artist="Someone", year="1889", url=url,
+        sha256=hashlib.sha256(data).hexdigest(), bytes=len(data), license="public domain",
+    )  # fmt: skip
+    monkeypatch.setattr(gallery, "_packaged", lambda: (painting,))
+
+
+def test_stylize_fetches_a_missing_gallery_painting_on_first_use(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    photo: Path,
+    random_weights_vgg16: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    serve: Callable[[Path], str],
+) -> None:
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    data = imaging.encode_jpeg(Image.new("RGB", (90, 60), "navy"))
+    (origin / "swirls.jpg").write_bytes(data)
+    _only_painting(monkeypatch, f"{serve(origin)}/swirls.jpg", data)
+    folder, out = tmp_path / "fresh-install-gallery", tmp_path / "out.jpg"
+    code = cli.main(
+        [
+            "stylize", str(photo), "--style", "night-swirls", "--gallery-dir", str(folder),
+            "--model", "vgg16", "--weights", str(random_weights_vgg16), "--size", "48",
+            "--steps", "2", "--device", "cpu", "-o", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    assert (folder / "night-swirls.jpg").read_bytes() == data  # checksummed, stored, once
+    err = capsys.readouterr().err
+    assert "gallery" in err and "downloaded night-swirls" in err and f"wrote {out}" in err
+    with Image.open(out) as image:
+        assert max(image.size) == 48
+
+
+def test_stylize_offline_says_how_to_point_at_a_gallery_folder(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, photo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    _only_painting(monkeypatch, f"http://127.0.0.1:{port}/swirls.jpg", b"never served")
+    line = _fails(
+        capsys,
+        [
+            "stylize", str(photo), "--style", "night-swirls", "--gallery-dir",
+            str(tmp_path / "g"), "--weights", "random", "-q", "-o", str(tmp_path / "o.jpg"),
+        ],
+    )  # fmt: skip
+    assert "could not download the painting 'night-swirls' (network error" in line
+    assert "night-swirls.jpg" in line and "ORSAY_GALLERY_DIR" in line and "--gallery-dir" in line
+    assert not (tmp_path / "o.jpg").exists()
 
 
 # --- orsay gallery ----------------------------------------------------------------------------

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import csv
-import functools
 import hashlib
-import http.server
 import io
 import re
 import shutil
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from engine import gallery, imaging
 from engine.errors import GalleryError, StyleNotFound
 from engine.gallery import Painting
 from engine.settings import load_settings
+from tests.doubles.static_http import static_servers
 
 REPO = Path(__file__).resolve().parents[2]
 IDENTICAL = ("munch-the-scream", "sisley-flood-at-port-marly")
@@ -51,27 +49,11 @@ def shared_gallery(shared_dir: Path) -> Path:
     return shared_dir / "artworks"
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def serve() -> Iterator[functools.partial[str]]:
+def serve() -> Iterator[Callable[[Path], str]]:
     """Serve a folder over HTTP on 127.0.0.1 (a real server, as fetch would meet online)."""
-    servers: list[http.server.ThreadingHTTPServer] = []
-
-    def start(folder: Path) -> str:
-        handler = functools.partial(_Quiet, directory=str(folder))
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}"
-
-    yield functools.partial(start)
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with static_servers() as servers:
+        yield servers.start
 
 
 # --- manifest ---------------------------------------------------------------------------------
@@ -223,7 +205,7 @@ def _packaged(folder: Path, *slugs: str) -> list[Painting]:
 
 
 def test_fetch_from_a_mirror_verifies_and_skips_valid_files(
-    gallery_at: Path, shared_dir: Path, serve: functools.partial[str]
+    gallery_at: Path, shared_dir: Path, serve: Callable[[Path], str]
 ) -> None:
     mirror = serve(shared_dir / "artworks")
     written = gallery.fetch(
@@ -251,7 +233,7 @@ def test_fetch_from_a_mirror_verifies_and_skips_valid_files(
 
 
 def test_fetch_reports_checksum_mismatch_and_keeps_the_rest(
-    gallery_at: Path, shared_dir: Path, serve: functools.partial[str]
+    gallery_at: Path, shared_dir: Path, serve: Callable[[Path], str]
 ) -> None:
     mirror = serve(shared_dir / "artworks")  # serves the downscaled copy, not the download
     with pytest.raises(GalleryError) as caught:
@@ -269,7 +251,7 @@ def test_fetch_reports_checksum_mismatch_and_keeps_the_rest(
 
 
 def test_fetch_follows_pinned_urls_and_downscales_large_downloads(
-    gallery_at: Path, tmp_path: Path, serve: functools.partial[str]
+    gallery_at: Path, tmp_path: Path, serve: Callable[[Path], str]
 ) -> None:
     origin = tmp_path / "origin" / "deep" / "path"
     origin.mkdir(parents=True)
@@ -301,7 +283,7 @@ def test_fetch_follows_pinned_urls_and_downscales_large_downloads(
 
 
 def test_fetch_http_and_network_errors(
-    gallery_at: Path, tmp_path: Path, serve: functools.partial[str]
+    gallery_at: Path, tmp_path: Path, serve: Callable[[Path], str]
 ) -> None:
     base = serve(tmp_path)
     missing = replace(_packaged(gallery_at, IDENTICAL[0])[0], url=f"{base}/nothing-here.jpg")
@@ -321,6 +303,53 @@ def test_fetch_http_and_network_errors(
             timeout_s=2,
         )
     assert [p.name for p in gallery_at.iterdir()] == []
+
+
+def _served_painting(
+    tmp_path: Path, serve: Callable[[Path], str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Painting, bytes]:
+    """A packaged painting whose pinned URL is a local server, as the only one in the gallery."""
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    data = imaging.encode_jpeg(Image.new("RGB", (120, 80), "navy"))
+    (origin / "swirls.jpg").write_bytes(data)
+    painting = Painting(
+        slug="night-swirls",
+        title="Night Swirls",
+        artist="Someone",
+        year="1889",
+        url=f"{serve(origin)}/swirls.jpg",
+        sha256=hashlib.sha256(data).hexdigest(),
+        bytes=len(data),
+        license="public domain",
+    )
+    monkeypatch.setattr(gallery, "_packaged", lambda: (painting,))
+    return painting, data
+
+
+def test_fetch_missing_downloads_that_one_painting_once(
+    gallery_at: Path, tmp_path: Path, serve: Callable[[Path], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    painting, data = _served_painting(tmp_path, serve, monkeypatch)
+    at = gallery_at
+    written = gallery.fetch_missing(painting.title, progress=True, folder=at)  # as find() finds
+    assert written == gallery_at / f"{painting.slug}.jpg"
+    assert written.read_bytes() == data
+    assert gallery.load_style("night-swirls", folder=at).cache_key is not None
+    assert gallery.fetch_missing("night-swirls", folder=at) is None  # present: nothing to do
+    assert gallery.fetch_missing(str(written), folder=at) is None  # a file is a style as it is
+    assert gallery.fetch_missing("no-such-painting", folder=at) is None  # load_style explains
+
+
+def test_fetch_missing_checks_the_download_and_names_the_problem(
+    gallery_at: Path, tmp_path: Path, serve: Callable[[Path], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    painting, _ = _served_painting(tmp_path, serve, monkeypatch)
+    wrong = replace(painting, sha256="0" * 64)
+    monkeypatch.setattr(gallery, "_packaged", lambda: (wrong,))
+    with pytest.raises(GalleryError, match="checksum mismatch"):
+        gallery.fetch_missing("night-swirls", progress=False, folder=gallery_at, backoff_s=0.01)
+    assert list(gallery_at.iterdir()) == []
 
 
 # --- contact sheet ----------------------------------------------------------------------------

@@ -1,0 +1,46 @@
+"""The root conftest's skip summary: a run's last lines say how many tests skipped and why."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO_ROOT, skip_summary
+
+# as tests/doubles/queue_helpers.py words it
+REDIS_REASON = (
+    "Skipped: redis-server is not installed (set ORSAY_REQUIRE_REDIS=1 to make this fail)"
+)
+
+
+def test_skip_summary_groups_reasons_and_names_redis() -> None:
+    lines = skip_summary([REDIS_REASON, "Skipped: no GPU here", REDIS_REASON, ""])
+    assert lines[0].startswith("2 Redis tests skipped: redis-server not installed — ")
+    assert "`apt install redis-server`" in lines[0]
+    assert sorted(lines[1:]) == ["1 test skipped: no GPU here", "1 test skipped: no reason given"]
+
+
+def test_a_real_run_prints_the_summary_last_and_keeps_its_exit_code(tmp_path: Path) -> None:
+    (tmp_path / "test_sample.py").write_text(
+        "import pytest\n"
+        "def test_ok():\n    pass\n"
+        "@pytest.mark.parametrize('n', [1, 2])\n"
+        f"def test_redis(n):\n    pytest.skip({REDIS_REASON.removeprefix('Skipped: ')!r})\n"
+        "def test_broken():\n    assert False\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1, out.stdout + out.stderr  # the failure still fails the run
+    tail = out.stdout.strip().splitlines()[-3:]
+    assert tail[0].strip("- ") == "skipped tests"
+    assert tail[1].startswith("2 Redis tests skipped: redis-server not installed")
+    assert "1 failed, 1 passed, 2 skipped" in tail[2]
