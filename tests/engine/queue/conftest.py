@@ -27,7 +27,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture(params=["sqlite", "redis"])
 async def make_queue(request: Any, tmp_path: Path) -> AsyncIterator[QueueFactory]:
     """`await make_queue(painter=..., limits=..., retention_s=...)` -> a started queue of this
-    test's backend; with a painter, something paints it (the embedded thread or an arq worker)."""
+    test's backend; with a painter, something paints it (embedded thread, Redis worker)."""
     opened: list[Any] = []
     server: RedisServer | None = None
     if request.param == "redis":
@@ -47,7 +47,7 @@ async def make_queue(request: Any, tmp_path: Path) -> AsyncIterator[QueueFactory
             await queue.start()
             opened.append(queue)
             return queue
-        from engine.queue.arq_worker import WorkerConfig, start_worker_task
+        from engine.queue.redis_backend.worker import WorkerConfig, start_worker_task
 
         queue = open_queue(server.url, limits=limits, retention_s=retention_s)
         await queue.start()
