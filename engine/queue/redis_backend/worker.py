@@ -61,7 +61,7 @@ class WorkerConfig:
 class _Running:
     job_id: str
     attempts: int
-    started: float
+    started: float  # unix time, as recorded by CLAIM
     cancel: threading.Event = field(default_factory=threading.Event)
     why: Interruption = None
 
@@ -102,16 +102,17 @@ class RedisWorker:
             while not self._stop.is_set():
                 try:
                     await self._reap()
+                    now = time.time()
                     claimed = await self._scripts["CLAIM"](
                         keys=[k.QUEUED, k.RUNNING, k.LINE, k.WAITS],
-                        args=[time.time(), int(cfg.lease_s * 1000), cfg.name],
+                        args=[now, int(cfg.lease_s * 1000), cfg.name],
                     )
                     backoff = BACKOFF_S[0]
                     if not claimed:
                         await self._sleep(cfg.poll_s)
                         continue
                     job_id, attempts, wait_s = text(claimed[0]) or "", int(claimed[1]), claimed[2]
-                    await self._paint(job_id, attempts, float(wait_s))
+                    await self._paint(_Running(job_id, attempts, now), float(wait_s))
                 except DOWN_ERRORS as exc:
                     log.warning("Redis unreachable (%s); retrying in %.0f s", exc, backoff)
                     await self._sleep(backoff)
@@ -128,9 +129,9 @@ class RedisWorker:
 
     # -- one job -----------------------------------------------------------------------------
 
-    async def _paint(self, job_id: str, attempts: int, wait_s: float) -> None:
+    async def _paint(self, job: _Running, wait_s: float) -> None:
+        job_id, attempts = job.job_id, job.attempts
         request_b, user_id = await self.redis.hmget(k.job_key(job_id), ["request", "user_id"])
-        job = _Running(job_id, attempts, time.time())
         metrics.JOBS.labels(state="running").inc()
         metrics.WAIT_SECONDS.observe(wait_s)
         metrics.RUNNING_JOBS.inc()
