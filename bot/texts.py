@@ -71,6 +71,15 @@ EN: dict[str, str] = {
     "painter_error": "something went wrong on my side. Please try again.",
     "worker_died": "the painter stopped several times on this picture.",
     "style_not_found": "that painting is no longer in the gallery. Please pick another one.",
+    "gallery_error": (
+        "I could not load that painting just now. Please pick another one or try later."
+    ),
+    "weights_error": "my painting model is not set up properly right now. Please try again later.",
+    "timeout": (
+        "it took longer than I can spend on one picture. Try the fast quality or a smaller size."
+    ),
+    "note_oom_retry": "ℹ️ Not enough memory: I continue at {size} px.",
+    "painter_note": "ℹ️ {message}",
     "unknown_command": "I do not know that command. /help lists what I can do.",
     "text_instead": "Send me a photo and I will repaint it. /help explains how.",
     "no_photo": "I no longer have your photo. Please send it again.",
@@ -149,6 +158,16 @@ RU: dict[str, str] = {
     "painter_error": "что-то сломалось у меня. Попробуйте ещё раз.",
     "worker_died": "художник несколько раз останавливался на этой картинке.",
     "style_not_found": "этой картины больше нет в галерее. Выберите другую.",
+    "gallery_error": (
+        "сейчас не получается загрузить эту картину. Выберите другую или попробуйте позже."
+    ),
+    "weights_error": "моя модель для рисования сейчас настроена неправильно. Попробуйте позже.",
+    "timeout": (
+        "это заняло больше времени, чем я могу потратить на одну картинку. "
+        "Попробуйте быстрое качество или размер поменьше."
+    ),
+    "note_oom_retry": "ℹ️ Не хватило памяти: продолжаю в размере {size} px.",
+    "painter_note": "ℹ️ {message}",
     "unknown_command": "Я не знаю такой команды. /help — что я умею.",
     "text_instead": "Пришлите фото, и я его перерисую. /help — как это работает.",
     "no_photo": "Вашего фото у меня больше нет. Пришлите его ещё раз.",
