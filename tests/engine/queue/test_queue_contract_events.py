@@ -3,14 +3,20 @@ follower intact (the painter's messages, the result on `done`, the failure's rea
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
+from prometheus_client import REGISTRY
 
 from engine.queue import JobEvent, JobState
 from engine.queue.stub_painter import OOM_MESSAGE, StubPainter
 from tests.doubles.queue_helpers import ErrorPainter, QueueFactory, request
 from tests.engine.queue.test_queue_contract import follow
+
+
+def failed_total() -> float:
+    return REGISTRY.get_sample_value("orsay_jobs_total", {"state": "failed"}) or 0.0
 
 
 async def test_painter_message_reaches_followers(make_queue: QueueFactory) -> None:
@@ -51,6 +57,7 @@ async def test_reason_codes_are_kept_and_logged(
     make_queue: QueueFactory, caplog: pytest.LogCaptureFixture, error: str, reason: str
 ) -> None:
     caplog.set_level(logging.WARNING, logger="engine.queue")
+    failed_before = failed_total()
     queue = await make_queue(painter=ErrorPainter())
     job_id, _ = await queue.submit(request(content=error.encode()))
     live = (await follow(queue, job_id))[-1]
@@ -63,6 +70,11 @@ async def test_reason_codes_are_kept_and_logged(
     assert any(job_id in line and reason in line and error in line for line in logged), logged
     stats = await queue.stats()
     assert stats.failed_today == 1
+    for _ in range(200):  # the Redis worker counts right after it has published the event
+        if failed_total() > failed_before:
+            break
+        await asyncio.sleep(0.01)
+    assert failed_total() == failed_before + 1  # Orsay's metrics (the worker runs in-process)
 
 
 async def test_job_timeout_fails_with_its_own_reason(make_queue: QueueFactory) -> None:
