@@ -94,16 +94,24 @@ def terminal_event(
 
 
 def replay(
-    job: Job, *, position: int | None, eta_s: float | None, last_progress: JobEvent | None
+    job: Job,
+    *,
+    position: int | None,
+    eta_s: float | None,
+    last_progress: JobEvent | None,
+    last_note: JobEvent | None = None,
 ) -> list[JobEvent]:
-    """The events that bring a new follower up to date with `job` (never empty)."""
+    """The events that bring a new follower up to date with `job` (never empty): for a running
+    job, `started`, the painter's latest message (`last_note`, e.g. the OOM fallback, which a
+    follower arriving later must still see), and the latest progress."""
     if job.state == JobState.QUEUED:
         return [JobEvent(job.id, "queued", position=position or 1, eta_s=eta_s)]
     if job.state == JobState.RUNNING:
         elapsed = time.time() - (job.started_at or time.time())
         events = [JobEvent(job.id, "started", elapsed_s=round(elapsed, 3))]
-        if last_progress is not None and last_progress.kind == "progress":
-            events.append(last_progress)
+        for event in (last_note, last_progress):
+            if event is not None and event.kind == "progress" and event not in events:
+                events.append(event)
         return events
     return [
         terminal_event(

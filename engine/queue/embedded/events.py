@@ -40,6 +40,7 @@ class EventHub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subs: dict[str, set[_Subscriber]] = {}
         self._last_progress: dict[str, JobEvent] = {}
+        self._last_note: dict[str, JobEvent] = {}  # the painter's latest message, per job
         self._refresh_pending = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -59,8 +60,13 @@ class EventHub:
                 position = order.index(job_id) + 1 if job_id in order else 1
                 eta = eta_s(position, self._run_times().estimate())
                 sub.last_position = position
-            last = self._last_progress.get(job_id)
-            events = replay(job, position=position, eta_s=eta, last_progress=last)
+            events = replay(
+                job,
+                position=position,
+                eta_s=eta,
+                last_progress=self._last_progress.get(job_id),
+                last_note=self._last_note.get(job_id),
+            )
             for event in events:
                 yield event
             if events[-1].terminal:
@@ -86,8 +92,11 @@ class EventHub:
     def publish(self, event: JobEvent) -> None:
         if event.kind == "progress":
             self._last_progress[event.job_id] = event
+            if event.message:
+                self._last_note[event.job_id] = event
         elif event.terminal:
             self._last_progress.pop(event.job_id, None)
+            self._last_note.pop(event.job_id, None)
         for sub in self._subs.get(event.job_id, ()):
             sub.queue.put_nowait(event)
 

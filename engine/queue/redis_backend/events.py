@@ -58,7 +58,8 @@ class _Cursor:
             pipe.xrevrange(self.stream, count=1)
             pipe.zrank(k.QUEUED, self.job_id)
             pipe.xrevrange(k.LINE, count=1)
-            fields, last, rank, line = await pipe.execute()
+            pipe.hget(k.job_key(self.job_id), "note")
+            fields, last, rank, line, note = await pipe.execute()
         status = status_from_fields(fields)
         if b"state" not in status:
             return None
@@ -74,8 +75,13 @@ class _Cursor:
         if job.state == JobState.QUEUED:
             self.position = self.position or 1
             eta = eta_s(self.position, (await recent_run_times(self.redis)).estimate())
-        previous = decode_event(last[0][1][b"e"]) if last else None
-        return replay(job, position=self.position, eta_s=eta, last_progress=previous)
+        return replay(
+            job,
+            position=self.position,
+            eta_s=eta,
+            last_progress=decode_event(last[0][1][b"e"]) if last else None,
+            last_note=decode_event(note) if note else None,
+        )
 
     def _streams(self) -> tuple[dict[str, bytes | str], int]:
         """What to read and how long to block: a waiting job also listens to the line, unless

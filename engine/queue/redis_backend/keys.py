@@ -1,7 +1,8 @@
 """Every Redis key the Redis backend uses, and the numbers that shape them. Nothing else in Redis
 is ours, and nothing of ours is anybody else's: the waiting line has one source of truth.
 
-    orsay:job:<id>        hash    the job record: state, times, attempts, request, result, ...
+    orsay:job:<id>        hash    the job record: state, times, attempts, request, result,
+                                  the painter's latest note (an event), cancel_requested
     orsay:events:<id>     stream  the job's events, so a restarted bot resumes where it was
     orsay:queued          zset    the waiting line; score = fair rank + submit time (see below)
     orsay:line            stream  "the line moved": followers of waiting jobs re-read their place

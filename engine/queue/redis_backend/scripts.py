@@ -101,6 +101,7 @@ while true do
     leave_line(KEYS[1], '{k.ACTIVE_PREFIX}' .. user, id)
     local attempts = redis.call('HINCRBY', job, 'attempts', 1)
     redis.call('HSET', job, 'state', 'running', 'started_at', ARGV[1], 'worker', ARGV[3])
+    redis.call('HDEL', job, 'note')  -- a painter note belongs to one try
     redis.call('SADD', KEYS[2], id)
     redis.call('SET', '{k.LEASE_PREFIX}' .. id, ARGV[3], 'PX', ARGV[2])
     local wait = tonumber(ARGV[1]) - tonumber(redis.call('HGET', job, 'created_at'))

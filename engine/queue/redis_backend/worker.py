@@ -191,12 +191,12 @@ class RedisWorker:
     async def _publish(self, job_id: str, outbox: asyncio.Queue[JobEvent | None]) -> None:
         """One writer per job keeps progress events in order; lost ones are only progress."""
         while (event := await outbox.get()) is not None:
+            data = encode_event(event)
             with contextlib.suppress(*DOWN_ERRORS):
+                if event.message:  # kept for followers who arrive later (lifecycle.replay)
+                    await self.redis.hset(k.job_key(job_id), "note", data)
                 await self.redis.xadd(
-                    k.events_key(job_id),
-                    {"e": encode_event(event)},
-                    maxlen=k.EVENTS_MAXLEN,
-                    approximate=True,
+                    k.events_key(job_id), {"e": data}, maxlen=k.EVENTS_MAXLEN, approximate=True
                 )
 
     async def _finish(

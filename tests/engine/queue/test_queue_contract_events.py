@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 from engine.queue import JobEvent, JobState
 from engine.queue.stub_painter import OOM_MESSAGE, StubPainter
 from tests.doubles.queue_helpers import ErrorPainter, QueueFactory, request
-from tests.engine.queue.test_queue_contract import follow
+from tests.engine.queue.test_queue_contract import follow, next_event
 
 
 def failed_total() -> float:
@@ -20,15 +20,26 @@ def failed_total() -> float:
 
 
 async def test_painter_message_reaches_followers(make_queue: QueueFactory) -> None:
-    painter = StubPainter(steps=2, scales=2)
+    painter = StubPainter(steps=20, scales=2, step_s=0.02)
     queue = await make_queue(painter=painter)
-    job_id, _ = await queue.submit(request(content=b"OOM on the second scale"))
-    events = await follow(queue, job_id)
-    said = [(e.kind, e.scale, e.size, e.message, e.notice) for e in events if e.message]
+    await queue.submit(request(user=1, content=b"first in line"))  # the OOM job waits
+    job_id, _ = await queue.submit(request(user=2, content=b"OOM on the second scale"))
+    stream = queue.events(job_id).__aiter__()
+    events = [await next_event(stream)]
+    assert events[0].kind == "queued"  # following it from the start
+    late: list[JobEvent] = []
+    async for event in stream:
+        events.append(event)
+        if event.message and not late:  # a follower arriving after the note still gets it
+            late_stream = queue.events(job_id).__aiter__()
+            late = [await next_event(late_stream) for _ in range(2)]
+            await late_stream.aclose()  # type: ignore[attr-defined]
     message = OOM_MESSAGE.format(size=painter.size)
+    said = [(e.kind, e.scale, e.size, e.message, e.notice) for e in events if e.message]
     assert said == [("progress", 2, painter.size, message, "oom_retry")]
     assert all(e.job_id == job_id for e in events)
     assert events[-1].kind == "done"
+    assert [e.kind for e in late] == ["started", "progress"] and late[1].message == message
 
 
 async def test_done_carries_the_result_live_and_in_replay(make_queue: QueueFactory) -> None:
