@@ -130,8 +130,9 @@ class Delivery:
     def __init__(self, follower: Follower, job_id: str) -> None:
         self.f, self.job_id = follower, job_id
         self.messages = JobMessages()
-        self.pending: tuple[str, InlineKeyboardMarkup | None] | None = None
+        self.pending: JobEvent | None = None  # the latest status not shown yet
         self.pending_preview: bytes | None = None
+        self.note: str | None = None  # the painter's latest message, shown under the progress
         self.quiet_until = time.monotonic() + follower.quiet_s
         self.shown: tuple[str, InlineKeyboardMarkup | None] | None = None
 
@@ -168,39 +169,43 @@ class Delivery:
 
     async def _on(self, event: JobEvent) -> bool:
         """Handle one event; True when the job is over and delivered."""
-        cancel = keyboards.cancel(self.lang, self.job_id)
-        if event.kind in ("queued", "position"):
-            minutes = max(1, round((event.eta_s or 60) / 60))
-            text = t(self.lang, "queued", position=event.position or 1, minutes=minutes)
-            self.pending = (text, cancel)
-        elif event.kind == "started":
-            self.pending = (t(self.lang, "started"), cancel)
-        elif event.kind == "progress":
-            fraction = event.fraction or 0.0
-            one_scale = (event.scales or 1) == 1  # "Scale 1/1" would say nothing
-            text = t(
-                self.lang,
-                "progress_one_scale" if one_scale else "progress",
-                bar=bar(fraction),
-                percent=round(fraction * 100),
-                scale=event.scale or 1,
-                scales=event.scales or 1,
-                eta=duration(event.eta_s),
-            )
-            self.pending = (text, cancel)
+        if event.kind in ("queued", "position", "started", "progress"):
+            if event.message:
+                self.note = _note(self.lang, event)
             if event.preview:
                 self.pending_preview = event.preview
+            self.pending = event
         elif event.kind == "done":
             await self._deliver(event)
             return True
         elif event.kind == "failed":
-            reason = t(self.lang, _reason_key(event.reason))
-            await self._final(t(self.lang, "done_failed", reason=reason))
+            await self._final(failure_text(self.lang, event.reason))
             return True
         elif event.kind == "cancelled":
             await self._final(t(self.lang, "cancelled"))
             return True
         return False
+
+    def _status(self, event: JobEvent) -> tuple[str, InlineKeyboardMarkup | None]:
+        """The status message for a queued / started / progress event."""
+        cancel = keyboards.cancel(self.lang, self.job_id)
+        if event.kind in ("queued", "position"):
+            minutes = max(1, round((event.eta_s or 60) / 60))
+            return t(self.lang, "queued", position=event.position or 1, minutes=minutes), cancel
+        if event.kind == "started":
+            return t(self.lang, "started"), cancel
+        fraction = event.fraction or 0.0
+        one_scale = (event.scales or 1) == 1  # "Scale 1/1" would say nothing
+        text = t(
+            self.lang,
+            "progress_one_scale" if one_scale else "progress",
+            bar=bar(fraction),
+            percent=round(fraction * 100),
+            scale=event.scale or 1,
+            scales=event.scales or 1,
+            eta=duration(event.eta_s),
+        )
+        return (f"{text}\n{self.note}" if self.note else text), cancel
 
     # -- the status message ----------------------------------------------------------------
 
@@ -219,14 +224,16 @@ class Delivery:
         if self.pending_preview is not None:
             image, self.pending_preview = self.pending_preview, None
             await self._preview(image)
-        if self.pending is None or self.pending == self.shown:
+        if self.pending is None:
+            return
+        status = self._status(self.pending)
+        if status == self.shown:
             self.pending = None
             return
         if self.messages.status_msg is not None and self.f.pacer.wait_s(self.chat_id) > 0:
             return  # keep it pending; the loop wakes up when the chat may be edited again
-        text, markup = self.pending
         self.pending = None
-        await self._show(text, markup)
+        await self._show(*status)
 
     async def _show(self, text: str, markup: InlineKeyboardMarkup | None) -> None:
         bot, chat = self.f.bot, self.chat_id
@@ -271,7 +278,7 @@ class Delivery:
 
     async def _deliver(self, event: JobEvent) -> None:
         if not event.result:
-            await self._final(t(self.lang, "done_failed", reason=t(self.lang, "painter_error")))
+            await self._final(failure_text(self.lang, "painter_error"))
             return
         meta, bot, chat = self.job.request.meta, self.f.bot, self.chat_id
         keep_colors = bool(self.job.request.options.preserve_colors)
@@ -318,18 +325,35 @@ class Delivery:
         self.f.store.drop_job(self.job_id)
 
 
-def _reason_key(reason: str | None) -> str:
-    known = {
-        "not_an_image",
-        "corrupt_image",
-        "image_too_large",
-        "image_too_small",
-        "bad_image",
-        "style_not_found",
-        "painter_error",
-        "worker_died",
-    }
-    return reason if reason in known else "painter_error"
+# Reason codes (engine.errors codes, engine.queue.lifecycle codes) -> the text key saying it.
+REASON_TEXTS = {
+    "not_an_image": "not_an_image",
+    "corrupt_image": "corrupt_image",
+    "image_too_large": "image_too_large",
+    "image_too_small": "image_too_small",
+    "bad_image": "bad_image",
+    "style_not_found": "style_not_found",
+    "gallery_error": "gallery_error",
+    "weights_error": "weights_error",
+    "timeout": "timeout",
+    "worker_died": "worker_died",
+    "painter_error": "painter_error",
+}
+NOTICE_TEXTS = {"oom_retry": "note_oom_retry"}  # painter notices the bot can translate
+
+
+def failure_text(lang: str, reason: str | None) -> str:
+    """What the user reads when a job failed: the specific reason, in their language."""
+    key = REASON_TEXTS.get(reason or "", "painter_error")
+    return t(lang, "done_failed", reason=t(lang, key))
+
+
+def _note(lang: str, event: JobEvent) -> str:
+    """A painter message for the status: translated when its notice is known, else as said."""
+    key = NOTICE_TEXTS.get(event.notice or "")
+    if key is not None:
+        return t(lang, key, size=event.size or "?")
+    return t(lang, "painter_note", message=event.message)
 
 
 async def resume(follower: Follower, jobs: list[Job]) -> None:

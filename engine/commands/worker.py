@@ -61,7 +61,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from engine.observability.logs import configure_logging
 
     configure_logging(settings.log_level, settings.secrets)
-    from engine.queue.arq_worker import WorkerConfig
+    from engine.queue.redis_backend.worker import WorkerConfig
     from engine.queue.seam import Painter
 
     painter: Painter
@@ -92,48 +92,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def serve(config: Any, painter: Any, *, metrics_port: int | None = None) -> None:
-    """Run the arq worker until a signal; if Redis goes away, wait for it and start again.
-    With `metrics_port`, serve /healthz and /metrics there meanwhile."""
-    from engine.queue.arq_worker import build_worker
-    from engine.queue.redis_backend import DOWN_ERRORS
+    """Run the worker until SIGTERM/SIGINT: it stops taking jobs, lets the running one finish
+    within the grace period or hands it back; while Redis is away it waits and retries. With
+    `metrics_port`, serve /healthz and /metrics there meanwhile."""
+    from engine.queue.redis_backend.worker import RedisWorker
 
     health = await _start_health(config.url, metrics_port)
-    delay = 1.0
+    worker = RedisWorker(config, painter)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
     try:
-        while True:
-            worker, _ = build_worker(config, painter)
-            try:
-                log.info("worker %s taking jobs from %s", config.name, _safe(config.url))
-                await worker.async_run()
-                return
-            except asyncio.CancelledError:
-                return  # a signal: arq has already waited for / handed back the running job
-            except DOWN_ERRORS as exc:
-                log.warning("Redis unreachable (%s); retrying in %.0f s", exc, delay)
-                if await _signalled_within(delay):
-                    return
-                delay = min(delay * 2, 30.0)
-            finally:
-                try:
-                    await worker.close()
-                except (*DOWN_ERRORS, asyncio.CancelledError):
-                    pass
+        await worker.run()
     finally:
         if health is not None:
             await health.cleanup()
-
-
-async def _signalled_within(seconds: float) -> bool:
-    """Sleep, but wake for SIGTERM/SIGINT: arq's own handlers only stop a running worker."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        return False
-    return True
 
 
 async def _start_health(url: str, port: int | None) -> Any:
@@ -146,7 +119,3 @@ async def _start_health(url: str, port: int | None) -> Any:
     await queue.start()
     check = queue_check(queue, expect_workers=False, report_device=True)
     return await start_health_server(port, check)
-
-
-def _safe(url: str) -> str:
-    return url.split("@")[-1]  # never log a password

@@ -2,8 +2,9 @@
 
 Workers call `make_engine_painter()` once at start, which loads the network then (so the first
 user does not pay for it, and bad weights stop the worker before it takes a job); each job then
-maps the bot's few options onto `StylizeOptions` and turns engine progress into `PaintProgress`.
-Torch is imported here only, never by the bot side of the queue.
+maps the bot's few options onto `StylizeOptions`. `job_event` is the one place the engine's
+ProgressEvent becomes the queue's JobEvent (the painter's messages, e.g. the OOM fallback,
+included). Torch is imported here only, never by the bot side of the queue.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from PIL import Image
 
 from engine.options import ProgressEvent, StyleInput, StylizeOptions
 from engine.presets import DEFAULT_QUALITY, QUALITIES, strength_value
-from engine.queue.seam import JobRequest, Painter, PaintProgress, ProgressCallback, StyleChoice
+from engine.queue.seam import JobEvent, JobRequest, Painter, ProgressCallback, StyleChoice
 
 PREVIEW_SIDE = 256  # previews are for a chat bubble, not for keeping
 SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,80}")
@@ -33,6 +34,34 @@ def _preview(image: Image.Image) -> bytes:
     small = image.copy()
     small.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
     return _jpeg(small, quality=80)
+
+
+def notice_of(message: str | None) -> str | None:
+    """A stable code for a painter message the bot can say in the user's language."""
+    if message and "out of memory" in message.lower():
+        return "oom_retry"
+    return None
+
+
+def job_event(event: ProgressEvent) -> JobEvent | None:
+    """The queue's `progress` event for an engine event; None for stages a chat need not hear
+    about (loading, style targets) unless they bring a preview or a message."""
+    if event.stage != "optimizing" and event.preview is None and event.message is None:
+        return None
+    return JobEvent(
+        "",  # the worker stamps the job id
+        "progress",
+        scale=event.scale_index,
+        scales=event.scale_count,
+        step=event.step,
+        total=event.total_steps,
+        fraction=event.fraction,
+        eta_s=event.eta_s,
+        size=event.size,
+        preview=_preview(event.preview) if event.preview is not None else None,
+        message=event.message,
+        notice=notice_of(event.message),
+    )
 
 
 def job_options(
@@ -97,19 +126,8 @@ def make_engine_painter(
         options.extra["style_cache_dir"] = style_cache_dir
 
         def on_event(event: ProgressEvent) -> None:
-            if event.stage != "optimizing" and event.preview is None:
-                return
-            progress(
-                PaintProgress(
-                    scale=event.scale_index,
-                    scales=event.scale_count,
-                    step=event.step,
-                    total=event.total_steps,
-                    fraction=event.fraction,
-                    eta_s=event.eta_s,
-                    preview=_preview(event.preview) if event.preview is not None else None,
-                )
-            )
+            if (converted := job_event(event)) is not None:
+                progress(converted)
 
         result = stylize(content, styles, options, progress=on_event, cancel=cancel)
         return _jpeg(result.image, quality=92)

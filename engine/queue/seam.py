@@ -2,8 +2,12 @@
 
 The bot never paints; it submits a `JobRequest` and follows the job's `JobEvent`s. Workers own the
 GPU and run a `Painter`. Two backends implement `JobQueue` with the same behaviour: embedded
-(SQLite + a worker thread, the default) and Redis (arq, `orsay worker` processes). The contract
-tests in tests/ run against both.
+(SQLite + a worker thread, the default) and Redis (`orsay worker` processes). The contract
+tests in tests/engine/queue run against both.
+
+`JobEvent` is the one event type from the painter to the chat: a painter reports `progress`
+JobEvents (engine/queue/painter.py converts the engine's ProgressEvent, once), the worker stamps
+them with the job id, the queue stores or forwards them, and the bot reads them.
 
 Delivery is the bot's half of durability: a job stays in `undelivered()` until the bot calls
 `acknowledge(job_id)` after it has sent the result (or told the user it failed). After a restart
@@ -14,18 +18,13 @@ once.
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
-from engine.errors import Cancelled, OrsayError
 from engine.presets import DEFAULT_QUALITY, DEFAULT_STRENGTH
-
-log = logging.getLogger(__name__)
 
 
 class JobState(StrEnum):
@@ -84,6 +83,8 @@ EventKind = Literal["queued", "position", "started", "progress", "done", "failed
 
 @dataclass(frozen=True)
 class JobEvent:
+    """What happened to a job. A painter leaves `job_id` empty; its worker fills it in."""
+
     job_id: str
     kind: EventKind
     position: int | None = None  # 1-based place in line (queued/position)
@@ -94,9 +95,12 @@ class JobEvent:
     total: int | None = None
     fraction: float | None = None  # overall progress in [0, 1]
     preview: bytes | None = None  # JPEG at the end of a scale
-    result: bytes | None = None  # done: the image (encoded)
-    reason: str | None = None  # failed: a user-safe reason code or message
+    result: bytes | None = None  # done: the image (encoded), in both backends
+    reason: str | None = None  # failed: a stable reason code (engine.errors codes, timeout, ...)
     elapsed_s: float | None = None
+    size: int | None = None  # progress: long side in px at this scale
+    message: str | None = None  # progress: the painter's own words, e.g. an OOM fallback
+    notice: str | None = None  # progress: a stable code for `message` the bot can translate
 
     @property
     def terminal(self) -> bool:
@@ -114,60 +118,11 @@ class QueueStats:
     workers_alive: int
 
 
-@dataclass(frozen=True)
-class PaintProgress:
-    """What a painter reports to its worker; the worker turns it into a `progress` JobEvent."""
-
-    scale: int
-    scales: int
-    step: int
-    total: int
-    fraction: float
-    eta_s: float | None = None
-    preview: bytes | None = None
-
-
-def progress_event(job_id: str, progress: PaintProgress, started: float) -> JobEvent:
-    """The `progress` JobEvent both backends publish for a painter's report."""
-    return JobEvent(
-        job_id,
-        "progress",
-        scale=progress.scale,
-        scales=progress.scales,
-        step=progress.step,
-        total=progress.total,
-        fraction=progress.fraction,
-        eta_s=progress.eta_s,
-        preview=progress.preview,
-        elapsed_s=round(time.time() - started, 3),
-    )
-
-
-ProgressCallback = Callable[[PaintProgress], None]
-# A painter turns a request into an encoded image; it must check `cancel` between steps and raise
-# engine.errors.Cancelled when it is set. It runs in a worker thread or process, never on the
-# bot's event loop.
+ProgressCallback = Callable[[JobEvent], None]
+# A painter turns a request into an encoded image, reporting `progress` JobEvents as it goes; it
+# must check `cancel` between steps and raise engine.errors.Cancelled when it is set. It runs in a
+# worker thread or process, never on the bot's event loop.
 Painter = Callable[[JobRequest, ProgressCallback, threading.Event], bytes]
-
-
-def paint(
-    painter: Painter,
-    request: JobRequest,
-    progress: ProgressCallback,
-    cancel: threading.Event,
-    job_id: str,
-) -> tuple[JobState, bytes | None, str | None]:
-    """Run a painter and turn how it ended into (state, result, reason), the same way for both
-    backends: user errors carry their `code` (the bot phrases it), anything else is logged."""
-    try:
-        return JobState.DONE, painter(request, progress, cancel), None
-    except Cancelled:
-        return JobState.CANCELLED, None, None
-    except OrsayError as exc:
-        return JobState.FAILED, None, getattr(exc, "code", None) or "painter_error"
-    except Exception:
-        log.exception("painter failed on job %s", job_id)
-        return JobState.FAILED, None, "painter_error"
 
 
 class QueueError(Exception):

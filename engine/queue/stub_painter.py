@@ -5,7 +5,9 @@ preview at the end of every scale, honours cancellation between steps, and retur
 whose colour is derived from the request, so tests can check which job produced which result.
 Content containing `fail_marker` raises a typed engine error (a user error, not retried);
 `error_marker` raises a plain exception (a painter bug); `crash_marker` SIGKILLs the whole process,
-which is how the crash tests simulate a worker dying mid-job.
+which is how the crash tests simulate a worker dying mid-job. Content containing `oom_marker`
+makes it report what the engine reports when it falls back to a smaller size after running out
+of memory, through the same converter (engine.queue.painter.job_event) as the real painter.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from dataclasses import dataclass
 from PIL import Image
 
 from engine.errors import Cancelled, CorruptImage
-from engine.queue.seam import JobRequest, PaintProgress, ProgressCallback
+from engine.options import ProgressEvent
+from engine.queue.painter import job_event
+from engine.queue.seam import JobRequest, ProgressCallback
+
+OOM_MESSAGE = "CPU out of memory: retrying at {size} px"  # the engine's words (engine/painter.py)
 
 
 def _jpeg(rgb: tuple[int, int, int], size: int) -> bytes:
@@ -48,6 +54,7 @@ class StubPainter:
     fail_marker: bytes | None = b"FAIL"
     error_marker: bytes | None = b"ERROR"
     crash_marker: bytes | None = b"CRASH"
+    oom_marker: bytes | None = b"OOM"
     size: int = 16
 
     def __call__(
@@ -62,25 +69,48 @@ class StubPainter:
             raise RuntimeError("stub painter bug")
         colour = result_colour(request)
         total = self.steps * self.scales
+        oom = bool(self.oom_marker and self.oom_marker in content)
         for scale in range(1, self.scales + 1):
+            if oom and scale == self.scales:
+                message = OOM_MESSAGE.format(size=self.size)
+                self._report(progress, scale, 0, (scale - 1) / self.scales, None, message)
             for step in range(1, self.steps + 1):
                 if cancel.is_set():
                     raise Cancelled("cancelled")
                 if self.step_s:
                     time.sleep(self.step_s)
                 done = (scale - 1) * self.steps + step
-                last = step == self.steps
-                progress(
-                    PaintProgress(
-                        scale=scale,
-                        scales=self.scales,
-                        step=step,
-                        total=self.steps,
-                        fraction=done / total,
-                        eta_s=(total - done) * self.step_s,
-                        preview=_jpeg(colour, 8) if last else None,
-                    )
-                )
+                preview = Image.new("RGB", (8, 8), colour) if step == self.steps else None
+                self._report(progress, scale, step, done / total, preview, None)
         if cancel.is_set():
             raise Cancelled("cancelled")
         return _jpeg(colour, self.size)
+
+    def _report(
+        self,
+        progress: ProgressCallback,
+        scale: int,
+        step: int,
+        fraction: float,
+        preview: Image.Image | None,
+        message: str | None,
+    ) -> None:
+        """Speak the engine's language (a ProgressEvent) and convert it like the real painter."""
+        left = (1 - fraction) * self.steps * self.scales * self.step_s
+        event = ProgressEvent(
+            stage="optimizing",
+            scale_index=scale,
+            scale_count=self.scales,
+            size=self.size,
+            step=step,
+            total_steps=self.steps,
+            fraction=fraction,
+            loss=None,
+            elapsed_s=0.0,
+            eta_s=left,
+            preview=preview,
+            message=message,
+        )
+        converted = job_event(event)
+        if converted is not None:
+            progress(converted)

@@ -6,13 +6,15 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from engine.queue import JobQueue, JobRequest, StyleChoice
+from engine import errors
+from engine.queue import JobQueue, JobRequest, ProgressCallback, StyleChoice
 
 QueueFactory = Callable[..., Awaitable[JobQueue]]
 
@@ -77,3 +79,14 @@ def redis_available() -> bool:
 
 def request(user: int = 1, content: bytes = b"photo", slug: str = "starry") -> JobRequest:
     return JobRequest(user_id=user, chat_id=user, content=content, styles=[StyleChoice(slug=slug)])
+
+
+class ErrorPainter:
+    """Raises the engine error whose class name is the request's content (b"GalleryError"):
+    how a worker without a gallery, with broken weights or a bad photo ends a job."""
+
+    def __call__(
+        self, request: JobRequest, progress: ProgressCallback, cancel: threading.Event
+    ) -> bytes:
+        error = getattr(errors, request.content.decode())
+        raise error("stub: " + error.__name__)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from engine.queue import JobQueue, QueueLimits, open_queue
+from engine.queue.embedded import SqliteQueue
 from engine.queue.seam import Painter
 from tests.doubles.queue_helpers import QueueFactory, RedisServer, redis_available
 
@@ -26,8 +27,9 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture(params=["sqlite", "redis"])
 async def make_queue(request: Any, tmp_path: Path) -> AsyncIterator[QueueFactory]:
-    """`await make_queue(painter=..., limits=..., retention_s=...)` -> a started queue of this
-    test's backend; with a painter, something paints it (the embedded thread or an arq worker)."""
+    """`await make_queue(painter=..., limits=..., retention_s=..., job_timeout_s=...)` -> a
+    started queue of this test's backend; with a painter, something paints it (the embedded
+    thread or a Redis worker task)."""
     opened: list[Any] = []
     server: RedisServer | None = None
     if request.param == "redis":
@@ -39,21 +41,27 @@ async def make_queue(request: Any, tmp_path: Path) -> AsyncIterator[QueueFactory
         painter: Painter | None = None,
         limits: QueueLimits | None = None,
         retention_s: float = 0.0,
+        job_timeout_s: float | None = None,
     ) -> JobQueue:
         if server is None:
             queue = open_queue(
                 None, painter=painter, data_dir=tmp_path, limits=limits, retention_s=retention_s
             )
+            if job_timeout_s is not None:  # open_queue leaves it to the operator's default
+                assert isinstance(queue, SqliteQueue)
+                queue.job_timeout_s = job_timeout_s
             await queue.start()
             opened.append(queue)
             return queue
-        from engine.queue.arq_worker import WorkerConfig, start_worker_task
+        from engine.queue.redis_backend.worker import WorkerConfig, start_worker_task
 
         queue = open_queue(server.url, limits=limits, retention_s=retention_s)
         await queue.start()
         opened.append(queue)
         if painter is not None:
             config = WorkerConfig(url=server.url, limits=limits or QueueLimits(), poll_s=0.05)
+            if job_timeout_s is not None:
+                config.job_timeout_s = job_timeout_s
             opened.append(await start_worker_task(config, painter))
         return queue
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from engine.queue import JobEvent, JobQueue, JobState, QueueLimits, QueueUnavailable, open_queue
-from engine.queue.arq_worker import WorkerConfig, start_worker_task
+from engine.queue.redis_backend.worker import WorkerConfig, start_worker_task
 from engine.queue.stub_painter import StubPainter
 from tests.doubles.queue_helpers import RedisServer, request
 

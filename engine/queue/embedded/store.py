@@ -1,0 +1,343 @@
+"""The embedded queue's records: one SQLite file, and the lock file that makes it ours.
+
+Why SQLite in WAL mode: no server to install, and it survives a kill -9 (a committed job is on
+disk; `synchronous=NORMAL` only risks the last commits on power loss, not on a process crash).
+A `Store` wraps one connection and is used by one thread only (the façade's executor thread, or
+the painter thread with its own). The lock file makes sure only one live process owns the file,
+which is what lets `recover()` treat every RUNNING job it finds as orphaned by a dead process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from engine.observability import metrics
+from engine.queue.codec import decode_request, encode_request, strip_request
+from engine.queue.lifecycle import WORKER_DIED, Outcome
+from engine.queue.limits import QueueLimits
+from engine.queue.policy import fair_order
+from engine.queue.seam import (
+    TERMINAL_STATES,
+    Job,
+    JobRequest,
+    JobState,
+    QueueFull,
+    QueueUnavailable,
+    TooManyActiveJobs,
+)
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    user_id INTEGER NOT NULL,
+    chat_id INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    request BLOB,               -- full request with pictures; NULL once purged
+    summary BLOB NOT NULL,      -- the request without pictures, kept for the record
+    result BLOB,
+    delivered INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, seq);
+CREATE INDEX IF NOT EXISTS jobs_user ON jobs (user_id, state);
+CREATE INDEX IF NOT EXISTS jobs_delivered ON jobs (delivered);
+"""
+ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
+KEEP_RECORDS_S = 2 * 86400  # metadata of delivered jobs, for stats
+PURGE_EVERY_S = 60.0
+JOB_COLUMNS = (
+    "id, state, created_at, started_at, finished_at, attempts, error, request, summary, result"
+)
+
+
+class LockFile:
+    """An exclusive flock next to the database: a second process gets QueueUnavailable."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise QueueUnavailable(f"another process is using the queue at {self.path}") from None
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE so a read-then-write (limits check, claim) cannot interleave with another."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _job_from_row(row: tuple[Any, ...]) -> Job:
+    (job_id, state, created, started, finished, attempts, error, request, summary, result) = row
+    return Job(
+        id=job_id,
+        request=decode_request(request if request is not None else summary),
+        state=JobState(state),
+        created_at=created,
+        started_at=started,
+        finished_at=finished,
+        attempts=attempts,
+        error=error,
+        result=result,
+    )
+
+
+class Store:
+    """The jobs table through one connection. Every method is one short transaction or query."""
+
+    def __init__(self, path: Path, limits: QueueLimits, retention_s: float = 0.0) -> None:
+        self.conn = connect(path)
+        self.limits = limits
+        self.retention_s = retention_s
+        self._last_purge = 0.0
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- the bot's side ----------------------------------------------------------------------
+
+    def recover(self) -> list[float]:
+        """Create the table, and hand back jobs orphaned by a dead process: RUNNING means the
+        process died mid-job, so the job goes back in line, or fails as `worker_died` once it has
+        used all its attempts. Returns the recent run times, oldest first, for the ETA."""
+        conn = self.conn
+        conn.executescript(SCHEMA)
+        now = time.time()
+        with transaction(conn):
+            failed = conn.execute(
+                "UPDATE jobs SET state = 'failed', error = ?, finished_at = ?"
+                " WHERE state = 'running' AND attempts >= ?",
+                (WORKER_DIED, now, self.limits.max_attempts),
+            ).rowcount
+            requeued = conn.execute(
+                "UPDATE jobs SET state = 'queued', started_at = NULL WHERE state = 'running'"
+            ).rowcount
+        if failed or requeued:
+            log.warning("recovered %d interrupted job(s), %d failed for good", requeued, failed)
+            metrics.JOBS.labels(state="failed").inc(failed)
+        self._purge(now)
+        self.update_gauges()
+        rows = conn.execute(
+            "SELECT finished_at - started_at FROM jobs WHERE state = 'done'"
+            " AND started_at IS NOT NULL ORDER BY finished_at DESC LIMIT 20"
+        ).fetchall()
+        return [r[0] for r in reversed(rows)]
+
+    def submit(self, request: JobRequest) -> tuple[str, int]:
+        conn = self.conn
+        job_id = uuid.uuid4().hex
+        with transaction(conn):
+            active = conn.execute(
+                "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND state IN (?, ?)",
+                (request.user_id, *ACTIVE),
+            ).fetchone()[0]
+            if active >= self.limits.per_user:
+                raise TooManyActiveJobs(self.limits.per_user)
+            queued = conn.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued'").fetchone()[0]
+            if queued >= self.limits.max_queue:
+                raise QueueFull(self.limits.max_queue)
+            conn.execute(
+                "INSERT INTO jobs (id, user_id, chat_id, state, created_at, request, summary)"
+                " VALUES (?, ?, ?, 'queued', ?, ?, ?)",
+                (
+                    job_id,
+                    request.user_id,
+                    request.chat_id,
+                    time.time(),
+                    encode_request(request),
+                    encode_request(strip_request(request)),
+                ),
+            )
+            order = self.order()
+        metrics.QUEUE_LENGTH.set(queued + 1)
+        return job_id, order.index(job_id) + 1
+
+    def order(self) -> list[str]:
+        """The waiting line, fair order (engine.queue.policy)."""
+        rows = self.conn.execute("SELECT id, user_id FROM jobs WHERE state = 'queued' ORDER BY seq")
+        return fair_order(rows.fetchall())
+
+    def cancel_queued(self, job_id: str) -> JobState | None:
+        """Cancel `job_id` if it waits; else its state (None: no such job)."""
+        conn = self.conn
+        with transaction(conn):
+            if conn.execute(
+                "UPDATE jobs SET state = 'cancelled', finished_at = ?"
+                " WHERE id = ? AND state = 'queued'",
+                (time.time(), job_id),
+            ).rowcount:
+                return JobState.CANCELLED
+            row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else JobState(row[0])
+
+    def get(self, job_id: str) -> Job | None:
+        row = self.conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
+        return None if row is None else _job_from_row(row)
+
+    def jobs(self, where: str, params: tuple[Any, ...]) -> list[Job]:
+        rows = self.conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where}", params)
+        return [_job_from_row(row) for row in rows.fetchall()]
+
+    def active_jobs(self, user_id: int) -> list[Job]:
+        return self.jobs("user_id = ? AND state IN (?, ?) ORDER BY seq", (user_id, *ACTIVE))
+
+    def undelivered(self) -> list[Job]:
+        return self.jobs("delivered = 0 ORDER BY seq", ())
+
+    def acknowledge(self, job_id: str) -> None:
+        states = tuple(s.value for s in TERMINAL_STATES)
+        self.conn.execute(
+            "UPDATE jobs SET delivered = 1 WHERE id = ? AND state IN (?, ?, ?)", (job_id, *states)
+        )
+        now = time.time()
+        if self.retention_s <= 0:
+            self.conn.execute(
+                "UPDATE jobs SET request = NULL, result = NULL WHERE id = ? AND delivered = 1",
+                (job_id,),
+            )
+        elif now - self._last_purge > PURGE_EVERY_S:
+            self._purge(now)
+
+    def _purge(self, now: float) -> None:
+        """Delete pictures of delivered jobs past retention, and old records altogether."""
+        self._last_purge = now
+        self.conn.execute(
+            "UPDATE jobs SET request = NULL, result = NULL"
+            " WHERE delivered = 1 AND request IS NOT NULL AND finished_at < ?",
+            (now - self.retention_s,),
+        )
+        self.conn.execute(
+            "DELETE FROM jobs WHERE delivered = 1 AND finished_at < ?",
+            (now - max(self.retention_s, KEEP_RECORDS_S),),
+        )
+
+    def forget(self, user_id: int) -> list[tuple[str, JobState]]:
+        """Delete every record of `user_id`; returns their active jobs and states."""
+        conn = self.conn
+        with transaction(conn):
+            rows = conn.execute(
+                "SELECT id, state FROM jobs WHERE user_id = ? AND state IN (?, ?)",
+                (user_id, *ACTIVE),
+            ).fetchall()
+            conn.execute("DELETE FROM jobs WHERE user_id = ?", (user_id,))
+        self.update_gauges()
+        return [(job_id, JobState(state)) for job_id, state in rows]
+
+    def stats(self) -> dict[str, Any]:
+        conn = self.conn
+        midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+        counts = self._active_counts()
+        today = dict(
+            conn.execute(
+                "SELECT state, COUNT(*) FROM jobs WHERE finished_at >= ? GROUP BY state",
+                (midnight,),
+            ).fetchall()
+        )
+        waits = conn.execute(
+            "SELECT AVG(w) FROM (SELECT started_at - created_at AS w FROM jobs"
+            " WHERE started_at IS NOT NULL ORDER BY started_at DESC LIMIT 50)"
+        ).fetchone()[0]
+        return {
+            "queued": counts.get("queued", 0),
+            "running": counts.get("running", 0),
+            "done_today": today.get("done", 0),
+            "failed_today": today.get("failed", 0),
+            "mean_wait_s": waits,
+        }
+
+    def _active_counts(self) -> dict[str, int]:
+        rows = self.conn.execute(
+            "SELECT state, COUNT(*) FROM jobs WHERE state IN (?, ?) GROUP BY state", ACTIVE
+        )
+        return dict(rows.fetchall())
+
+    def update_gauges(self) -> None:
+        counts = self._active_counts()
+        metrics.QUEUE_LENGTH.set(counts.get("queued", 0))
+        metrics.RUNNING_JOBS.set(counts.get("running", 0))
+
+    # -- the painter's side ------------------------------------------------------------------
+
+    def claim(self) -> tuple[str, JobRequest, float, float] | None:
+        """Take the head of the line: (job id, request, created_at, started_at) or None."""
+        conn = self.conn
+        now = time.time()
+        with transaction(conn):
+            order = self.order()
+            if not order:
+                return None
+            job_id = order[0]
+            request, created = conn.execute(
+                "SELECT request, created_at FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            conn.execute(
+                "UPDATE jobs SET state = 'running', started_at = ?, attempts = attempts + 1"
+                " WHERE id = ?",
+                (now, job_id),
+            )
+        self.update_gauges()
+        return job_id, decode_request(request), created, now
+
+    def hand_back(self, job_id: str) -> None:
+        """Back in line after a shutdown interrupted it; the try is not counted."""
+        self.conn.execute(
+            "UPDATE jobs SET state = 'queued', started_at = NULL, attempts = attempts - 1"
+            " WHERE id = ? AND state = 'running'",
+            (job_id,),
+        )
+        self.update_gauges()
+
+    def finish(self, job_id: str, outcome: Outcome, finished: float) -> bool:
+        """Record how the job ended; False if it was no longer running (forgotten meanwhile)."""
+        changed = self.conn.execute(
+            "UPDATE jobs SET state = ?, finished_at = ?, result = ?, error = ?"
+            " WHERE id = ? AND state = 'running'",
+            (outcome.state.value, finished, outcome.result, outcome.reason, job_id),
+        ).rowcount
+        self.update_gauges()
+        return bool(changed)

@@ -1,0 +1,125 @@
+"""A job's lifecycle, written once for both backends.
+
+Three mappings that used to be spelled out per backend live here, so the embedded and the Redis
+queue cannot drift apart:
+
+- how a painter run ended -> `Outcome` (state, result, reason code), including why it was
+  interrupted (the user, a shutdown, the job timeout): `run_painter` and `settle`;
+- an outcome -> the terminal `JobEvent` followers hear (`done` always carries the result);
+- a job's stored state -> the events `events()` replays to a new follower (`replay`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from engine.errors import Cancelled, OrsayError
+from engine.queue.seam import Job, JobEvent, JobRequest, JobState, Painter, ProgressCallback
+
+log = logging.getLogger(__name__)
+
+PAINTER_ERROR = "painter_error"  # a bug or an unexpected failure: nothing the user did
+TIMEOUT = "timeout"  # the job ran past the operator's job timeout
+WORKER_DIED = "worker_died"  # the job took its worker down max_attempts times
+
+# Why a worker set a job's cancel flag; None: it did not (the painter stopped by itself).
+Interruption = Literal["user", "shutdown", "timeout"] | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: JobState
+    result: bytes | None = None
+    reason: str | None = None  # failed: the reason code the bot phrases
+
+
+def run_painter(
+    painter: Painter,
+    request: JobRequest,
+    progress: ProgressCallback,
+    cancel: threading.Event,
+    job_id: str,
+) -> Outcome:
+    """Run a painter and say how it ended. User errors carry their `code`; every failure is
+    logged here, with the job id, the reason code and the cause, so a worker never fails quietly."""
+    try:
+        return Outcome(JobState.DONE, result=painter(request, progress, cancel))
+    except Cancelled:
+        return Outcome(JobState.CANCELLED)
+    except OrsayError as exc:
+        reason = getattr(exc, "code", None) or PAINTER_ERROR
+        log.warning("job %s failed: %s (%s: %s)", job_id, reason, type(exc).__name__, exc)
+        return Outcome(JobState.FAILED, reason=reason)
+    except Exception:
+        log.exception("job %s failed: %s (painter bug)", job_id, PAINTER_ERROR)
+        return Outcome(JobState.FAILED, reason=PAINTER_ERROR)
+
+
+def settle(outcome: Outcome, interrupted: Interruption) -> Outcome | None:
+    """What a run that the worker may have interrupted amounts to; None: hand the job back to
+    the line without counting the try (a shutdown stopped it, not the job's fault)."""
+    if outcome.state != JobState.CANCELLED or interrupted in (None, "user"):
+        return outcome
+    if interrupted == "shutdown":
+        return None
+    return Outcome(JobState.FAILED, reason=TIMEOUT)
+
+
+def stamp(event: JobEvent, job_id: str, started: float) -> JobEvent:
+    """A painter's progress event as followers hear it: with its job id and time so far."""
+    return replace(event, job_id=job_id, elapsed_s=round(time.time() - started, 3))
+
+
+def terminal_event(
+    job_id: str,
+    state: JobState,
+    *,
+    result: bytes | None = None,
+    reason: str | None = None,
+    started_at: float | None = None,
+    finished_at: float | None = None,
+) -> JobEvent:
+    """The last event of a job, the same live and in a replay."""
+    if state == JobState.DONE:
+        end = finished_at or 0.0
+        elapsed = end - (started_at or end)
+        return JobEvent(job_id, "done", result=result, elapsed_s=round(elapsed, 3))
+    if state == JobState.FAILED:
+        return JobEvent(job_id, "failed", reason=reason or PAINTER_ERROR)
+    return JobEvent(job_id, "cancelled")
+
+
+def replay(
+    job: Job,
+    *,
+    position: int | None,
+    eta_s: float | None,
+    last_progress: JobEvent | None,
+    last_note: JobEvent | None = None,
+) -> list[JobEvent]:
+    """The events that bring a new follower up to date with `job` (never empty): for a running
+    job, `started`, the painter's latest message (`last_note`, e.g. the OOM fallback, which a
+    follower arriving later must still see), and the latest progress."""
+    if job.state == JobState.QUEUED:
+        return [JobEvent(job.id, "queued", position=position or 1, eta_s=eta_s)]
+    if job.state == JobState.RUNNING:
+        elapsed = time.time() - (job.started_at or time.time())
+        events = [JobEvent(job.id, "started", elapsed_s=round(elapsed, 3))]
+        for event in (last_note, last_progress):
+            if event is not None and event.kind == "progress" and event not in events:
+                events.append(event)
+        return events
+    return [
+        terminal_event(
+            job.id,
+            job.state,
+            result=job.result,
+            reason=job.error,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+    ]

@@ -1,0 +1,231 @@
+"""Redis backend: the bot submits and follows jobs; `orsay worker` processes paint them.
+
+    keys.py     every key name and what it holds (one source of truth for the line: orsay:queued)
+    scripts.py  the Lua scripts for each atomic change
+    store.py    the client, its failure modes, job records
+    events.py   following a job: replay, then its stream, reconnecting by itself
+    worker.py   the worker loop: claim with a lease, paint, finish; reaping dead workers' jobs
+    here        `RedisQueue`, the bot's `JobQueue` façade
+
+When Redis is down every call raises `QueueUnavailable` within about a second (short connect
+timeout, no retry loop), so the bot can answer "temporarily unavailable" at once; `events()` is
+the exception: it waits and reconnects by itself, and resumes the job's stream where it stopped,
+so nothing is missed. Whatever was accepted lives in Redis (run it with appendonly).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from engine.observability import metrics
+from engine.queue.codec import encode_event, encode_request, strip_request
+from engine.queue.limits import QueueLimits
+from engine.queue.redis_backend import keys as k
+from engine.queue.redis_backend import scripts
+from engine.queue.redis_backend.events import follow
+from engine.queue.redis_backend.store import (
+    DOWN_ERRORS,
+    connect,
+    job_from_hash,
+    text,
+    unavailable_on_error,
+)
+from engine.queue.seam import (
+    TERMINAL_STATES,
+    Job,
+    JobEvent,
+    JobRequest,
+    JobState,
+    QueueFull,
+    QueueStats,
+    QueueUnavailable,
+    TooManyActiveJobs,
+)
+
+log = logging.getLogger(__name__)
+WORKER_ALIVE_S = 30.0
+FOLLOWERS_MAX = 4096  # jobs followed at once (Redis allows 10,000 clients by default)
+
+
+class RedisQueue:
+    """`JobQueue` on Redis. Painting happens in `orsay worker` processes."""
+
+    def __init__(
+        self, url: str, *, limits: QueueLimits | None = None, retention_s: float = 0.0
+    ) -> None:
+        self.url = url
+        self.limits = limits or QueueLimits()
+        self.retention_s = retention_s
+        self._redis: Any = None
+        self._scripts: dict[str, Any] = {}
+        self.follow_client: Any = None  # followers block in XREAD, one connection each: own pool
+
+    @property
+    def redis(self) -> Any:
+        if self._redis is None:
+            raise QueueUnavailable("the queue is not started")
+        return self._redis
+
+    async def start(self) -> None:
+        """Connects lazily: a bot may start while Redis is still down and recover later."""
+        self._redis = connect(self.url)
+        self.follow_client = connect(self.url, max_connections=FOLLOWERS_MAX, wait_s=None)
+        for name in ("SUBMIT", "CANCEL"):
+            self._scripts[name] = self._redis.register_script(getattr(scripts, name))
+        try:
+            await self._redis.ping()
+        except DOWN_ERRORS:
+            log.warning("Redis at %s is unreachable; will keep trying", self.url.split("@")[-1])
+
+    async def close(self) -> None:
+        for client in (self._redis, self.follow_client):
+            if client is not None:
+                await client.aclose(close_connection_pool=True)
+        self._redis = self.follow_client = None
+
+    # -- the seam --------------------------------------------------------------------------
+
+    async def submit(self, request: JobRequest) -> tuple[str, int]:
+        job_id = uuid.uuid4().hex
+        keys = [
+            k.job_key(job_id),
+            k.QUEUED,
+            k.active_key(request.user_id),
+            k.user_key(request.user_id),
+            k.UNDELIVERED,
+            k.LINE,
+        ]
+        args = [
+            job_id,
+            self.limits.per_user,
+            self.limits.max_queue,
+            repr(time.time()),
+            request.user_id,
+            request.chat_id,
+            encode_request(request),
+            encode_request(strip_request(request)),
+        ]
+        with unavailable_on_error():
+            position = (await self._scripts["SUBMIT"](keys=keys, args=args))[0]
+        if position == -1:
+            raise TooManyActiveJobs(self.limits.per_user)
+        if position == -2:
+            raise QueueFull(self.limits.max_queue)
+        metrics.JOBS.labels(state="queued").inc()
+        return job_id, int(position)
+
+    async def position(self, job_id: str) -> int | None:
+        with unavailable_on_error():
+            rank = await self.redis.zrank(k.QUEUED, job_id)
+        return None if rank is None else int(rank) + 1
+
+    async def cancel(self, job_id: str) -> bool:
+        """A waiting job is cancelled here; a running one is flagged, and its worker stops the
+        painter within its poll interval and reports `cancelled`."""
+        with unavailable_on_error():
+            user_id = await self.redis.hget(k.job_key(job_id), "user_id")
+            if user_id is None:
+                return False
+            keys = [
+                k.job_key(job_id),
+                k.QUEUED,
+                k.active_key(text(user_id) or ""),
+                k.LINE,
+                k.events_key(job_id),
+            ]
+            outcome = await self._scripts["CANCEL"](keys=keys, args=[job_id, time.time()])
+        if outcome == 1:
+            metrics.JOBS.labels(state="cancelled").inc()
+        return bool(outcome)
+
+    def events(self, job_id: str) -> AsyncIterator[JobEvent]:
+        return follow(self, job_id)
+
+    async def get(self, job_id: str) -> Job | None:
+        with unavailable_on_error():
+            h = await self.redis.hgetall(k.job_key(job_id))
+        return job_from_hash(h) if h else None
+
+    async def _jobs(self, ids: list[bytes] | set[bytes]) -> list[Job]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(k.job_key(text(job_id) or ""))
+            hashes = await pipe.execute()
+        jobs = [job_from_hash(h) for h in hashes if h]
+        return sorted(jobs, key=lambda job: job.created_at)
+
+    async def active_jobs(self, user_id: int) -> list[Job]:
+        with unavailable_on_error():
+            return await self._jobs(await self.redis.smembers(k.active_key(user_id)))
+
+    async def undelivered(self) -> list[Job]:
+        with unavailable_on_error():
+            return await self._jobs(await self.redis.smembers(k.UNDELIVERED))
+
+    async def acknowledge(self, job_id: str) -> None:
+        key = k.job_key(job_id)
+        with unavailable_on_error():
+            state = text(await self.redis.hget(key, "state"))
+            if state is None or JobState(state) not in TERMINAL_STATES:
+                return
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, "delivered", 1)
+                pipe.srem(k.UNDELIVERED, job_id)
+                pipe.delete(k.events_key(job_id))
+                if self.retention_s > 0:
+                    pipe.expire(key, int(self.retention_s))
+                else:
+                    pipe.hdel(key, "request", "result")
+                    pipe.expire(key, k.KEEP_RECORDS_S)
+                await pipe.execute()
+
+    async def forget(self, user_id: int) -> None:
+        with unavailable_on_error():
+            ids = [text(i) or "" for i in await self.redis.smembers(k.user_key(user_id))]
+            for job_id in ids:
+                await self.cancel(job_id)  # a running one: its worker stops it
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for job_id in ids:  # followers still hear `cancelled`; the stream expires soon
+                    gone = encode_event(JobEvent(job_id, "cancelled"))
+                    pipe.delete(k.job_key(job_id))
+                    pipe.xadd(k.events_key(job_id), {"e": gone})
+                    pipe.expire(k.events_key(job_id), k.FORGOTTEN_STREAM_TTL_S)
+                    pipe.zrem(k.QUEUED, job_id)
+                    pipe.srem(k.UNDELIVERED, job_id)
+                    pipe.srem(k.RUNNING, job_id)
+                pipe.delete(k.user_key(user_id), k.active_key(user_id))
+                await pipe.execute()
+
+    async def stats(self) -> QueueStats:
+        now = time.time()
+        with unavailable_on_error():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zcard(k.QUEUED)
+                pipe.scard(k.RUNNING)
+                pipe.hgetall(k.day_key(now))
+                pipe.lrange(k.WAITS, 0, k.RECENT_WAITS - 1)
+                pipe.lrange(k.RUNS, 0, k.RECENT - 1)
+                pipe.zcount(k.WORKERS, now - WORKER_ALIVE_S, "+inf")
+                queued, running, day, waits, runs, workers = await pipe.execute()
+        return QueueStats(
+            queued=int(queued),
+            running=int(running),
+            done_today=int(day.get(b"done", 0)),
+            failed_today=int(day.get(b"failed", 0)),
+            mean_wait_s=sum(map(float, waits)) / len(waits) if waits else None,
+            mean_run_s=sum(map(float, runs)) / len(runs) if runs else None,
+            workers_alive=int(workers),
+        )
+
+    async def healthy(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except (*DOWN_ERRORS, QueueUnavailable):
+            return False
+
+
+__all__ = ["RedisQueue"]

@@ -1,0 +1,75 @@
+"""Every Redis key the Redis backend uses, and the numbers that shape them. Nothing else in Redis
+is ours, and nothing of ours is anybody else's: the waiting line has one source of truth.
+
+    orsay:job:<id>        hash    the job record: state, times, attempts, request, result,
+                                  the painter's latest note (an event), cancel_requested
+    orsay:events:<id>     stream  the job's events, so a restarted bot resumes where it was
+    orsay:queued          zset    the waiting line; score = fair rank + submit time (see below)
+    orsay:line            stream  "the line moved": followers of waiting jobs re-read their place
+    orsay:running         set     jobs being painted
+    orsay:lease:<id>      string  the painting worker's lease; it renews it, a dead one's expires
+    orsay:active:<user>   set     the user's queued + running jobs (the per-user limit)
+    orsay:user:<user>     set     every job of the user (/forget)
+    orsay:undelivered     set     finished jobs the bot has not acknowledged yet
+    orsay:runs            list    recent run seconds, newest first (ETA, stats)
+    orsay:waits           list    recent wait seconds, newest first (stats)
+    orsay:workers         zset    worker name -> last heartbeat (unix s)
+    orsay:day:<YYYYMMDD>  hash    jobs finished that day, by state
+
+Fair order: a job's score is `submit_ms - (MAX_RANK - rank) * RANK_SPAN_MS`, rank being its place
+among its user's waiting jobs, so every user's first waiting job sorts before anybody's second
+one. When a job leaves the line its user's later jobs move up one rank.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+PREFIX = "orsay:"
+QUEUED = PREFIX + "queued"
+LINE = PREFIX + "line"
+RUNNING = PREFIX + "running"
+UNDELIVERED = PREFIX + "undelivered"
+RUNS = PREFIX + "runs"
+WAITS = PREFIX + "waits"
+WORKERS = PREFIX + "workers"
+JOB_PREFIX = PREFIX + "job:"
+EVENTS_PREFIX = PREFIX + "events:"
+LEASE_PREFIX = PREFIX + "lease:"
+ACTIVE_PREFIX = PREFIX + "active:"
+USER_PREFIX = PREFIX + "user:"
+DAY_PREFIX = PREFIX + "day:"
+
+RANK_SPAN_MS = 10_000_000_000  # ~115 days: ranks never mix for jobs submitted within that span
+MAX_RANK = 100
+EVENTS_MAXLEN = 200  # per job stream, approximate
+LINE_MAXLEN = 10
+RECENT = 20  # run times kept
+RECENT_WAITS = 50
+KEEP_RECORDS_S = 2 * 86400  # a delivered job's record, without its pictures
+DAY_KEY_TTL_S = 3 * 86400
+FORGOTTEN_STREAM_TTL_S = 60  # followers of a forgotten job still hear `cancelled`
+
+
+def job_key(job_id: str) -> str:
+    return JOB_PREFIX + job_id
+
+
+def events_key(job_id: str) -> str:
+    return EVENTS_PREFIX + job_id
+
+
+def lease_key(job_id: str) -> str:
+    return LEASE_PREFIX + job_id
+
+
+def active_key(user_id: int | str) -> str:
+    return f"{ACTIVE_PREFIX}{user_id}"
+
+
+def user_key(user_id: int | str) -> str:
+    return f"{USER_PREFIX}{user_id}"
+
+
+def day_key(ts: float) -> str:
+    return f"{DAY_PREFIX}{datetime.fromtimestamp(ts):%Y%m%d}"

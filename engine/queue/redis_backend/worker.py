@@ -1,0 +1,320 @@
+"""Redis backend, worker side: the loop of `orsay worker`, which takes jobs and paints them.
+
+One job at a time: CLAIM takes the head of the fair line and gives this worker a lease
+(`orsay:lease:<id>`, `lease_s` long) that it renews while it paints. A worker that dies stops
+renewing; any live worker's reaper then hands the job back to the line (the try counted), or
+fails it as `worker_died` once it has used `max_attempts` tries. Each try is fenced by its
+attempt number, so a worker that lost its lease cannot overwrite a later try's outcome.
+
+While a job paints, a watcher checks every `poll_s` whether the user cancelled it (or /forgot),
+whether it ran past `job_timeout_s`, or whether a shutdown's grace is over, and if so sets the
+painter's cancel flag; lifecycle.settle turns the reason into the outcome. Redis outages are
+waited out with a back-off that resets after the next good round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from engine.observability import metrics
+from engine.queue.codec import decode_request, encode_event
+from engine.queue.lifecycle import (
+    WORKER_DIED,
+    Interruption,
+    Outcome,
+    run_painter,
+    settle,
+    stamp,
+    terminal_event,
+)
+from engine.queue.limits import QueueLimits
+from engine.queue.redis_backend import keys as k
+from engine.queue.redis_backend import scripts
+from engine.queue.redis_backend.store import DOWN_ERRORS, connect, text
+from engine.queue.seam import JobEvent, JobState, Painter
+
+log = logging.getLogger(__name__)
+HEARTBEAT_S = 5.0
+BACKOFF_S = (1.0, 30.0)  # waiting for Redis: first delay, longest
+
+
+@dataclass
+class WorkerConfig:
+    url: str
+    limits: QueueLimits = field(default_factory=QueueLimits)
+    lease_s: float = 10.0  # a dead worker's job is retried this long after it died
+    job_timeout_s: float = 3600.0
+    grace_s: float = 30.0  # on stop(): time the running job gets to finish
+    poll_s: float = 0.2  # idle: between looks at the line; busy: between cancel checks
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+
+@dataclass
+class _Running:
+    job_id: str
+    attempts: int
+    started: float  # unix time, as recorded by CLAIM
+    cancel: threading.Event = field(default_factory=threading.Event)
+    why: Interruption = None
+
+    def interrupt(self, why: Interruption) -> None:
+        if self.why is None:
+            self.why = why
+        self.cancel.set()
+
+
+class RedisWorker:
+    def __init__(self, config: WorkerConfig, painter: Painter) -> None:
+        self.config, self.painter = config, painter
+        self.redis: Any = None
+        self._scripts: dict[str, Any] = {}
+        self._stop = asyncio.Event()
+        self._stop_at: float | None = None  # monotonic time stop() was called
+        self._grace_s = config.grace_s
+        self._reaped_at = 0.0
+
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stop taking jobs; the running one gets the grace period, then goes back in line."""
+        if grace_s is not None:
+            self._grace_s = grace_s
+        if self._stop_at is None:
+            self._stop_at = time.monotonic()
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Take and paint jobs until stop(); Redis being away only pauses it."""
+        cfg = self.config
+        self.redis = connect(cfg.url)
+        for name in ("CLAIM", "FINISH", "REQUEUE"):
+            self._scripts[name] = self.redis.register_script(getattr(scripts, name))
+        beat = asyncio.create_task(self._heartbeat())
+        log.info("worker %s taking jobs from %s", cfg.name, cfg.url.split("@")[-1])
+        backoff = BACKOFF_S[0]
+        try:
+            while not self._stop.is_set():
+                try:
+                    await self._reap()
+                    now = time.time()
+                    claimed = await self._scripts["CLAIM"](
+                        keys=[k.QUEUED, k.RUNNING, k.LINE, k.WAITS],
+                        args=[now, int(cfg.lease_s * 1000), cfg.name],
+                    )
+                    backoff = BACKOFF_S[0]
+                    if not claimed:
+                        await self._sleep(cfg.poll_s)
+                        continue
+                    job_id, attempts, wait_s = text(claimed[0]) or "", int(claimed[1]), claimed[2]
+                    await self._paint(_Running(job_id, attempts, now), float(wait_s))
+                except DOWN_ERRORS as exc:
+                    log.warning("Redis unreachable (%s); retrying in %.0f s", exc, backoff)
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, BACKOFF_S[1])
+        finally:
+            beat.cancel()
+            with contextlib.suppress(*DOWN_ERRORS):
+                await self.redis.zrem(k.WORKERS, cfg.name)
+            await self.redis.aclose(close_connection_pool=True)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    # -- one job -----------------------------------------------------------------------------
+
+    async def _paint(self, job: _Running, wait_s: float) -> None:
+        job_id, attempts = job.job_id, job.attempts
+        request_b, user_id = await self.redis.hmget(k.job_key(job_id), ["request", "user_id"])
+        metrics.JOBS.labels(state="running").inc()
+        metrics.WAIT_SECONDS.observe(wait_s)
+        metrics.RUNNING_JOBS.inc()
+        try:
+            if request_b is None:  # forgotten between the claim and now
+                return
+            outcome = await self._run_painter(job, decode_request(request_b))
+        finally:
+            metrics.RUNNING_JOBS.dec()
+        if outcome is None:
+            await self._requeue(job_id, attempts, give_back=True)
+            log.info("job %s handed back to the queue on shutdown", job_id)
+            return
+        if job.why == "timeout":
+            log.warning("job %s failed: timeout after %.0f s", job_id, self.config.job_timeout_s)
+        await self._finish(job_id, text(user_id) or "", outcome, attempts=attempts, job=job)
+
+    async def _run_painter(self, job: _Running, request: Any) -> Outcome | None:
+        loop = asyncio.get_running_loop()
+        outbox: asyncio.Queue[JobEvent | None] = asyncio.Queue()
+
+        def progress(event: JobEvent) -> None:
+            loop.call_soon_threadsafe(outbox.put_nowait, stamp(event, job.job_id, job.started))
+
+        publisher = asyncio.create_task(self._publish(job.job_id, outbox))
+        watcher = asyncio.create_task(self._watch(job))
+        try:
+            ran = await asyncio.to_thread(
+                run_painter, self.painter, request, progress, job.cancel, job.job_id
+            )
+        finally:
+            watcher.cancel()
+            outbox.put_nowait(None)
+            with contextlib.suppress(BaseException):
+                await publisher
+        return settle(ran, job.why)
+
+    async def _watch(self, job: _Running) -> None:
+        """Renew the lease; stop the painter for a cancel, the job timeout or a shutdown."""
+        cfg, key = self.config, k.job_key(job.job_id)
+        renewed = time.monotonic()
+        while True:
+            await asyncio.sleep(cfg.poll_s)
+            now = time.monotonic()
+            if time.time() - job.started > cfg.job_timeout_s:
+                job.interrupt("timeout")
+            if self._stop_at is not None and now - self._stop_at >= self._grace_s:
+                job.interrupt("shutdown")
+            with contextlib.suppress(*DOWN_ERRORS):
+                state, requested = await self.redis.hmget(key, ["state", "cancel_requested"])
+                if state is None or requested is not None:
+                    job.interrupt("user")
+                if now - renewed >= cfg.lease_s / 3:
+                    await self.redis.pexpire(k.lease_key(job.job_id), int(cfg.lease_s * 1000))
+                    renewed = now
+
+    async def _publish(self, job_id: str, outbox: asyncio.Queue[JobEvent | None]) -> None:
+        """One writer per job keeps progress events in order; lost ones are only progress."""
+        while (event := await outbox.get()) is not None:
+            data = encode_event(event)
+            with contextlib.suppress(*DOWN_ERRORS):
+                if event.message:  # kept for followers who arrive later (lifecycle.replay)
+                    await self.redis.hset(k.job_key(job_id), "note", data)
+                await self.redis.xadd(
+                    k.events_key(job_id), {"e": data}, maxlen=k.EVENTS_MAXLEN, approximate=True
+                )
+
+    async def _finish(
+        self,
+        job_id: str,
+        user_id: str,
+        outcome: Outcome,
+        *,
+        attempts: int,
+        job: _Running | None = None,
+        expired_only: bool = False,
+    ) -> None:
+        """Record the outcome; retried while Redis is away, because the result is the point."""
+        now = time.time()
+        started = job.started if job is not None else None
+        event = terminal_event(
+            job_id, outcome.state, reason=outcome.reason, started_at=started, finished_at=now
+        )
+        run_s = now - started if started is not None and outcome.state == JobState.DONE else None
+        keys = [
+            k.job_key(job_id),
+            k.active_key(user_id),
+            k.RUNNING,
+            k.events_key(job_id),
+            k.day_key(now),  # counted in the same script, before followers see the event
+            k.RUNS,
+            k.lease_key(job_id),
+        ]
+        args = [
+            job_id,
+            outcome.state.value,
+            now,
+            outcome.reason or "",
+            outcome.result or b"",
+            encode_event(replace(event, result=None)),  # the picture lives in the record only
+            "" if run_s is None else round(run_s, 3),
+            attempts,
+            "1" if expired_only else "",
+        ]
+        delay = 0.2
+        while True:
+            try:
+                if await self._scripts["FINISH"](keys=keys, args=args):
+                    metrics.JOBS.labels(state=outcome.state.value).inc()
+                    if run_s is not None:
+                        metrics.RUN_SECONDS.observe(run_s)
+                return
+            except DOWN_ERRORS:
+                log.warning("Redis unreachable while saving job %s; retrying", job_id)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _requeue(
+        self, job_id: str, attempts: int, *, give_back: bool, expired_only: bool = False
+    ) -> bool:
+        return bool(
+            await self._scripts["REQUEUE"](
+                keys=[k.job_key(job_id), k.QUEUED, k.RUNNING, k.LINE, k.lease_key(job_id)],
+                args=[job_id, attempts, int(give_back), int(expired_only)],
+            )
+        )
+
+    # -- every worker's chores ---------------------------------------------------------------
+
+    async def _reap(self) -> None:
+        """Hand back the jobs of workers whose lease expired (they died), at most every half
+        lease; a job that took down `max_attempts` workers fails as `worker_died`."""
+        now = time.monotonic()
+        if now - self._reaped_at < self.config.lease_s / 2:
+            return
+        self._reaped_at = now
+        ids = [text(i) or "" for i in await self.redis.smembers(k.RUNNING)]
+        if not ids:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.exists(k.lease_key(job_id))
+                pipe.hmget(k.job_key(job_id), ["attempts", "user_id"])
+            replies = await pipe.execute()
+        for job_id, alive, (attempts_b, user_b) in zip(
+            ids, replies[::2], replies[1::2], strict=True
+        ):
+            if alive:
+                continue
+            if attempts_b is None:  # the record is gone: nothing to paint
+                await self.redis.srem(k.RUNNING, job_id)
+                continue
+            attempts = int(attempts_b)
+            if attempts >= self.config.limits.max_attempts:
+                log.warning("job %s failed: %s (%d tries)", job_id, WORKER_DIED, attempts)
+                outcome = Outcome(JobState.FAILED, reason=WORKER_DIED)
+                user = text(user_b) or ""
+                await self._finish(job_id, user, outcome, attempts=attempts, expired_only=True)
+            elif await self._requeue(job_id, attempts, give_back=False, expired_only=True):
+                log.warning("job %s: its worker died (try %d); back in line", job_id, attempts)
+
+    async def _heartbeat(self) -> None:
+        """Tell `stats()` this worker is alive, and keep the queue-length gauge fresh."""
+        while True:
+            with contextlib.suppress(*DOWN_ERRORS):
+                await self.redis.zadd(k.WORKERS, {self.config.name: time.time()})
+                metrics.QUEUE_LENGTH.set(await self.redis.zcard(k.QUEUED))
+            await asyncio.sleep(HEARTBEAT_S)
+
+
+@dataclass
+class WorkerHandle:
+    """A worker running as a task in this loop (tests and benches)."""
+
+    worker: RedisWorker
+    task: asyncio.Task[None]
+
+    async def close(self) -> None:
+        """Like a stop with no grace: a running job is handed back to the queue."""
+        self.worker.stop(grace_s=0)
+        await self.task
+
+
+async def start_worker_task(config: WorkerConfig, painter: Painter) -> WorkerHandle:
+    worker = RedisWorker(config, painter)
+    return WorkerHandle(worker, asyncio.create_task(worker.run()))

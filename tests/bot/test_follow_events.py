@@ -1,0 +1,66 @@
+"""What the painter says and why a job failed reach the user, specifically, in their language:
+the real bot against the fake Bot API, the embedded queue, stub painters."""
+
+from __future__ import annotations
+
+import threading
+
+from bot.follow import REASON_TEXTS, failure_text
+from bot.texts import EN, RU, t
+from engine import errors
+from engine.queue import JobRequest, ProgressCallback
+from tests.doubles.bot_helpers import BotFactory, jpeg
+from tests.doubles.fake_telegram import FakeTelegram
+from tests.doubles.painters import SizedPainter
+
+
+class FailingPainter:
+    """Fails the way a worker without a gallery (or with broken weights) does."""
+
+    def __call__(
+        self, request: JobRequest, progress: ProgressCallback, cancel: threading.Event
+    ) -> bytes:
+        if request.content.endswith(b"WEIGHTS"):
+            raise errors.WeightsError("stub: no weights")
+        raise errors.GalleryError("stub: no gallery here")
+
+
+def test_every_reason_code_has_its_own_text_in_both_languages() -> None:
+    codes = [code for code in REASON_TEXTS if code != "painter_error"]
+    for lang in ("en", "ru"):
+        texts = {failure_text(lang, code) for code in codes}
+        assert len(texts) == len(codes)  # none falls back to the vague one
+        assert failure_text(lang, "painter_error") not in texts
+        assert failure_text(lang, "no-such-code") == failure_text(lang, "painter_error")
+    assert all(REASON_TEXTS[code] in EN and REASON_TEXTS[code] in RU for code in REASON_TEXTS)
+
+
+async def test_oom_fallback_is_shown_in_the_progress(
+    telegram: FakeTelegram, start_bot: BotFactory
+) -> None:
+    async with start_bot(painter=SizedPainter(steps=6, scales=2, step_s=0.5)):
+        ivan = telegram.user(31, "ru")
+        ivan.text("/start")
+        await ivan.wait_text("Я перерисовываю фото")
+        ivan.photo(jpeg(seed=3, extra=b"OOM"))
+        menu = await ivan.wait_text("Какую картину")
+        ivan.press(menu, "st:van-gogh-starry-night")
+        await ivan.wait_result()
+        note = t("ru", "note_oom_retry", size=16)  # the stub's fallback size
+        shown = [text for m in ivan.messages("text") for text in m.all_texts()]
+        assert any("%" in text and note in text for text in shown), shown
+
+
+async def test_failures_are_explained_specifically(
+    telegram: FakeTelegram, start_bot: BotFactory
+) -> None:
+    async with start_bot(painter=FailingPainter()):
+        ann, ivan = telegram.user(41, "en"), telegram.user(42, "ru")
+        ivan.text("/start")
+        await ivan.wait_text("Я перерисовываю фото")
+        for user, extra in ((ann, b"GALLERY"), (ivan, b"WEIGHTS")):
+            user.photo(jpeg(seed=4, extra=extra))
+        for user, pick in ((ann, "Which painting"), (ivan, "Какую картину")):
+            user.press(await user.wait_text(pick), "st:van-gogh-starry-night")
+        await ann.wait_text(t("en", "gallery_error"))
+        await ivan.wait_text(t("ru", "weights_error"))
