@@ -60,10 +60,29 @@ EN: dict[str, str] = {
     "gentler": "➖ Gentler",
     "keep_colors_btn": "🌈 Keep colors: {value}",
     "done_failed": "😔 Sorry, painting failed: {reason}",
-    "not_an_image": "That file is not an image. Please send a JPEG, PNG or WEBP picture.",
-    "corrupt_image": "I could not read that image — it seems damaged. Try another one.",
-    "image_too_large": "That image is too large. Please send one under 20 MB.",
-    "image_too_small": "That image is too small. Please send one at least 32 pixels wide.",
+    "not_an_image": "That file is not an image. Please send a JPEG, PNG, WebP or HEIC picture.",
+    "unsupported_format": (
+        "I do not take {format} files. Please send the picture as JPEG, PNG, WebP or HEIC."
+    ),
+    "corrupt_image": (
+        "I could not read that image — it seems damaged or incomplete. Try another one."
+    ),
+    "image_too_large": (
+        "That picture is too large: {width}×{height} is {megapixels} megapixels, "
+        "and I take up to {limit_megapixels} in PNG, WebP, TIFF, GIF or HEIC. "
+        "A JPEG may be any size."
+    ),
+    "file_too_large": (
+        "That file is too large: {megabytes} MB, and Telegram lets me download files of up to "
+        "{limit_megabytes} MB. Please send a smaller one."
+    ),
+    "image_too_small": (
+        "That picture is too small: {width}×{height}. Each side needs at least {min_side} pixels."
+    ),
+    "image_too_costly": (
+        "Reading that picture would take me too much time or memory (it is saved in an unusual "
+        "way). Please save it as an ordinary JPEG or PNG and send it again."
+    ),
     "bad_image": "I could not use that picture. Try another one.",
     "too_many_jobs": "You already have {limit} pictures in progress. Wait for one to finish.",
     "queue_full": "I am very busy right now. Please try again in a few minutes.",
@@ -138,10 +157,31 @@ RU: dict[str, str] = {
     "gentler": "➖ Мягче",
     "keep_colors_btn": "🌈 Цвета фото: {value}",
     "done_failed": "😔 Не получилось: {reason}",
-    "not_an_image": "Это не картинка. Пришлите JPEG, PNG или WEBP.",
-    "corrupt_image": "Не удалось прочитать картинку — похоже, она повреждена. Попробуйте другую.",
-    "image_too_large": "Картинка слишком большая. Пришлите файл меньше 20 МБ.",
-    "image_too_small": "Картинка слишком маленькая. Нужно хотя бы 32 пикселя.",
+    "not_an_image": "Это не картинка. Пришлите JPEG, PNG, WebP или HEIC.",
+    "unsupported_format": (
+        "Файлы {format} я не принимаю. Пришлите картинку в JPEG, PNG, WebP или HEIC."
+    ),
+    "corrupt_image": (
+        "Не удалось прочитать картинку — похоже, она повреждена или загрузилась не полностью. "
+        "Попробуйте другую."
+    ),
+    "image_too_large": (
+        "Картинка слишком большая: {width}×{height} — это {megapixels} Мп, "
+        "а в PNG, WebP, TIFF, GIF и HEIC я принимаю до {limit_megapixels} Мп. "
+        "JPEG может быть любого размера."
+    ),
+    "file_too_large": (
+        "Файл слишком большой: {megabytes} МБ, а Telegram позволяет мне скачивать файлы не больше "
+        "{limit_megabytes} МБ. Пришлите файл поменьше."
+    ),
+    "image_too_small": (
+        "Картинка слишком маленькая: {width}×{height}. "
+        "Каждая сторона должна быть не меньше {min_side} пикс."
+    ),
+    "image_too_costly": (
+        "Чтение этой картинки заняло бы у меня слишком много времени или памяти (она сохранена "
+        "необычным образом). Сохраните её как обычный JPEG или PNG и пришлите ещё раз."
+    ),
     "bad_image": "Не получилось использовать эту картинку. Попробуйте другую.",
     "too_many_jobs": "У вас уже {limit} картинки в работе. Дождитесь, пока одна будет готова.",
     "queue_full": "Сейчас очень много работы. Попробуйте через несколько минут.",
