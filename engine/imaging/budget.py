@@ -41,3 +41,4 @@ class Budget:
     memory_bytes: int = MEMORY_BYTES
     cpu_seconds: int = CPU_SECONDS
     wall_seconds: float = WALL_SECONDS
+    max_rle_bmp_pixels: int = MAX_RLE_BMP_PIXELS

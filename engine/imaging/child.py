@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
+import os
 import resource
 import time
 from multiprocessing.connection import Connection
@@ -18,12 +20,14 @@ from engine.imaging.sandbox import Stats
 _M_ARENA_MAX = -8
 
 decode.prepare_process()
+gc.freeze()  # the fork server's objects stay out of the children's collections (no copy-on-write)
 
 
 def serve(incoming: Connection, outgoing: Connection, budget: Budget, output: str) -> None:
     """Runs in the child: limits first, then the decode, then one reply."""
     rss_start = _rss()
     _limit(budget)
+    _quiet()
     started = time.perf_counter()
     reply: tuple
     try:
@@ -45,6 +49,15 @@ def serve(incoming: Connection, outgoing: Connection, budget: Budget, output: st
     )
     outgoing.send((reply, stats))
     outgoing.close()
+
+
+def _quiet() -> None:
+    """libtiff and libjpeg print warnings about hostile files on stderr; nobody reads a
+    decoding child's stderr, and the parent's log should not carry an attacker's noise."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
 
 
 def _limit(budget: Budget) -> None:

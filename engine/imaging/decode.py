@@ -48,6 +48,8 @@ def decode(data: bytes, budget: Budget) -> tuple[Image.Image, bool]:
     unchanged (a JPEG needing no resize, turn or colour conversion, which can be passed on
     as it is). Raises only ImageError subclasses."""
     found = sniff(data)
+    if not found.strong and looks_like_text(data):  # "BM is a brand", "P6 is a camera"
+        raise NotAnImage(NOT_AN_IMAGE)
     try:
         return _decode(data, found, budget)
     except ImageError:

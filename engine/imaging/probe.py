@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass
 
 from engine.errors import CorruptImage, ImageTooCostly, ImageTooLarge
-from engine.imaging.budget import MAX_JPEG_SCANS, MAX_RLE_BMP_PIXELS, Budget
+from engine.imaging.budget import MAX_JPEG_SCANS, Budget
 
 # A marker is 0xFF followed by anything but 0x00 (stuffing), 0xFF (fill) or RSTn.
 _JPEG_MARKER = re.compile(rb"\xff[^\x00\xff\xd0-\xd7]")
@@ -162,7 +162,7 @@ def check_bmp(data: bytes, budget: Budget) -> None:
     (compression,) = struct.unpack_from("<I", data, 30)
     pixels = abs(width) * abs(height)
     check_pixels(abs(width), abs(height), budget)
-    if compression in (1, 2) and pixels > MAX_RLE_BMP_PIXELS:
+    if compression in (1, 2) and pixels > budget.max_rle_bmp_pixels:
         raise ImageTooCostly(f"RLE BMP of {pixels} pixels")
 
 
