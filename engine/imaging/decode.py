@@ -22,7 +22,7 @@ from engine.imaging.sniff import NOT_AN_IMAGE, Sniffed, looks_like_text, sniff
 _DECODER_THREADS = 2
 _CORRUPT = "That picture is damaged or incomplete (maybe the upload was cut short)."
 DRAFT_SLACK = 0.7  # a drafted JPEG may land between 70 % and 100 % of the normalised size
-_FULL_SIZE_OK = ("RGB", "RGBA", "L", "LA", "CMYK", "I", "F", "RGBX", "YCbCr")
+_FULL_SIZE_OK = ("RGB", "RGBA", "L", "LA", "CMYK", "I", "F", "RGBX", "YCbCr", "I;16", "I;16B")
 
 
 def prepare_process() -> None:
@@ -105,10 +105,12 @@ def _decode(data: bytes, found: Sniffed, budget: Budget) -> tuple[Image.Image, b
         turn, icc = orientation(opened), opened.info.get("icc_profile")
         image: Image.Image = opened
         if image.mode not in _FULL_SIZE_OK or "transparency" in image.info:
-            image = to_rgb(image) if image.mode != "I;16" else image.convert("I")
+            image = to_rgb(image)
         target = _no_larger(target, image.size)
         if image.size != target:
-            image = image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+            # Image.reduce() has no 16-bit mode; resize does, so 16-bit grey stays 2 bytes a pixel
+            gap = None if image.mode.startswith("I;16") else 3.0
+            image = image.resize(target, Image.Resampling.LANCZOS, reducing_gap=gap)
         as_sent = fmt == "JPEG" and image is opened and image.size == (width, height)
         as_sent = as_sent and turn == 1 and not icc
         image = to_rgb(to_srgb(upright(image, turn), icc if isinstance(icc, bytes) else None))

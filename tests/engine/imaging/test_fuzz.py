@@ -48,6 +48,7 @@ def test_fuzz_corpus_only_typed_errors_within_budget() -> None:
         for *_, name, _, _, _, cpu in [(r[0], *r[1:]) for r in results]
         if cpu > BUDGET.cpu_seconds
     ]
+    _print_summary(results)
     assert untyped == [] and slow == [] and heavy == [] and busy == []
     verdicts = Counter(verdict for _, _, verdict, *_ in results)
     assert (
@@ -59,3 +60,18 @@ def test_fuzz_corpus_only_typed_errors_within_budget() -> None:
     assert all(verdict == "ok" for verdict in by_family["valid"] if verdict != "unsupported_format")
     assert set(by_family["non-image"]) == {"not_an_image"}
     assert all(verdict != "ok" for verdict in by_family["bomb"])
+
+
+def _print_summary(results: list[tuple[str, str, str, float, int, float]]) -> None:
+    """Inputs, verdicts, the slowest wall time and the largest peak per family (pytest -s)."""
+    families: dict[str, list[tuple[str, str, str, float, int, float]]] = defaultdict(list)
+    for row in results:
+        family = row[0].split("-")[0] if row[0].startswith(("mutated", "truncated")) else row[0]
+        families[family].append(row)
+    print(f"\n{'family':16} {'inputs':>6} {'max wall s':>10} {'max peak MiB':>12}  verdicts")
+    for family, rows in sorted(families.items()):
+        verdicts = Counter(row[2] for row in rows)
+        print(
+            f"{family:16} {len(rows):6} {max(r[3] for r in rows):10.2f} "
+            f"{max(r[4] for r in rows) / 2**20:12.1f}  {dict(verdicts)}"
+        )
