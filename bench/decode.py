@@ -86,7 +86,7 @@ LEGIT: dict[str, tuple[Callable[[], bytes], int, tuple[int, int] | None]] = {
 }
 HOSTILE: dict[str, Callable[[], bytes]] = {
     "progressive JPEG, last scan x600": lambda: samples.progressive_with_repeated_scan(600),
-    "JPEG SOF 6000x6000, 3.9 KB body": lambda: samples.jpeg_with_sof_size(
+    "JPEG SOF 6000x6000, 1 KB body": lambda: samples.jpeg_with_sof_size(
         encode(flat((64, 64)), "JPEG"), 6000, 6000
     ),
     "QOI 4000x4000": lambda: samples.qoi_runs(4000, 4000),
