@@ -326,11 +326,16 @@ class Delivery:
 
 
 # Reason codes (engine.errors codes, engine.queue.lifecycle codes) -> the text key saying it.
+# A painter's failure carries its code only: refusals whose texts need numbers (sizes, limits)
+# read as "could not use that picture" here; the bot refuses those itself before submitting.
 REASON_TEXTS = {
     "not_an_image": "not_an_image",
     "corrupt_image": "corrupt_image",
-    "image_too_large": "image_too_large",
-    "image_too_small": "image_too_small",
+    "image_too_large": "bad_image",
+    "image_too_small": "bad_image",
+    "file_too_large": "bad_image",
+    "unsupported_format": "bad_image",
+    "image_too_costly": "image_too_costly",
     "bad_image": "bad_image",
     "style_not_found": "style_not_found",
     "gallery_error": "gallery_error",

@@ -12,7 +12,7 @@ from bot import keyboards
 from bot.context import BotContext
 from bot.conversation import State
 from bot.handlers.jobs import say, submit
-from bot.media import download_image
+from bot.media import download_image, refusal
 from bot.services import Album
 from bot.store import OWN_STYLE
 from bot.texts import t
@@ -39,7 +39,7 @@ async def _download(update: Update, context: BotContext) -> bytes | None:
     try:
         return await download_image(message)
     except ImageError as exc:
-        await message.reply_text(t(context.lang, exc.code))
+        await message.reply_text(refusal(context.lang, exc))
         return None
 
 

@@ -6,7 +6,7 @@ start =
     Send me a photo (or an image file for full quality), then pick a painting. /styles shows the gallery, /help explains the rest.
 help =
     How it works:
-    1. Send a photo — as a photo or as a file (JPEG, PNG, WEBP).
+    1. Send a photo — as a photo or as a file (JPEG, PNG, WebP, HEIC).
     2. Pick a painting, 🎲 for a surprise, or 🖼 to use your own picture as the style.
        Shortcut: send an album of two images — the photo, then the style.
     3. Wait a little: I show your place in line and the progress.
@@ -61,10 +61,13 @@ stronger = ➕ Stronger
 gentler = ➖ Gentler
 keep_colors_btn = 🌈 Keep colors: { $value }
 done_failed = 😔 Sorry, painting failed: { $reason }
-not_an_image = That file is not an image. Please send a JPEG, PNG or WEBP picture.
-corrupt_image = I could not read that image — it seems damaged. Try another one.
-image_too_large = That image is too large. Please send one under 20 MB.
-image_too_small = That image is too small. Please send one at least 32 pixels wide.
+not_an_image = That file is not an image. Please send a JPEG, PNG, WebP or HEIC picture.
+corrupt_image = I could not read that image — it seems damaged or incomplete. Try another one.
+image_too_large = That picture is too large: { $width }×{ $height } is { $megapixels } megapixels, and I take up to { $limit_megapixels } in PNG, WebP, TIFF, GIF or HEIC. A JPEG may be any size.
+image_too_small = That picture is too small: { $width }×{ $height }. Each side needs at least { $min_side } pixels.
+unsupported_format = I do not take { $format } files. Please send the picture as JPEG, PNG, WebP or HEIC.
+file_too_large = That file is too large: { $megabytes } MB, and Telegram lets me download files of up to { $limit_megabytes } MB. Please send a smaller one.
+image_too_costly = Reading that picture would take me too much time or memory (it is saved in an unusual way). Please save it as an ordinary JPEG or PNG and send it again.
 bad_image = I could not use that picture. Try another one.
 too_many_jobs = You already have { $limit } { $limit ->
         [one] picture

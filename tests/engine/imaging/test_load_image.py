@@ -71,7 +71,7 @@ BAD_INPUTS: list[tuple[str, Callable[[], bytes], type[ImageError]]] = [
     ("one-pixel-png", lambda: _encode(Image.new("RGB", (1, 1), "red"), "PNG"), ImageTooSmall),
     ("thin-strip-png", lambda: _encode(Image.new("RGB", (500, 8)), "PNG"), ImageTooSmall),
     ("bomb-over-pillow-limit", lambda: _png_header_only(30_000, 30_000), ImageTooLarge),
-    ("bomb-over-our-limit", lambda: _png_header_only(8_000, 6_000), ImageTooLarge),
+    ("bomb-over-our-limit", lambda: _png_header_only(12_000, 10_001), ImageTooLarge),
 ]
 
 

@@ -1,0 +1,150 @@
+"""Every decode runs in a fresh child process with a CPU-time and address-space limit.
+
+No header check can foresee every slow path of every decoder (a progressive JPEG replaying a
+scan, a libtiff corner, the next libheif bug), so the limit is the kernel's: RLIMIT_CPU stops a
+child that computes too long, RLIMIT_AS one that allocates too much, a wall-clock deadline one
+that hangs, and a crash takes only the child. Children are forked from multiprocessing's fork
+server, a small single-threaded process with Pillow already imported, so a decode starts in
+about 10 ms (forking the bot or a torch worker, both multi-threaded, would not be safe) and
+each child starts with a CPU clock of zero.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing import context, forkserver, popen_forkserver, reduction, spawn, util
+
+from PIL import Image
+
+from engine import errors
+from engine.errors import ImageError, ImageTooCostly
+from engine.imaging.budget import Budget
+
+MAX_PARALLEL = 2  # decodes at once per process: bounds memory at 2 × Budget.memory_bytes
+_GATE = threading.BoundedSemaphore(MAX_PARALLEL)
+_CONTEXT = multiprocessing.get_context("forkserver")
+# The fork server imports the child module once (Pillow, its plugins, pillow-heif and the
+# process-wide decoder settings), so each decode only forks.
+_CONTEXT.set_forkserver_preload(["engine.imaging.child"])
+
+
+class _Popen(popen_forkserver.Popen):
+    """The fork server's Popen, minus one step: spawn's preparation makes every child import
+    the parent's __main__ (the CLI entry point, pytest, a bench script) again, which costs
+    tens of milliseconds and runs code that has no business in a decoder. The rest is
+    CPython's `popen_forkserver.Popen._launch` (3.11–3.13) as it is."""
+
+    def _launch(self, process_obj: multiprocessing.process.BaseProcess) -> None:
+        prep_data = spawn.get_preparation_data(process_obj._name)  # type: ignore[attr-defined]
+        prep_data.pop("init_main_from_path", None)
+        prep_data.pop("init_main_from_name", None)
+        buf = io.BytesIO()
+        context.set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buf)
+            reduction.dump(process_obj, buf)
+        finally:
+            context.set_spawning_popen(None)
+        self.sentinel, w = forkserver.connect_to_new_process(self._fds)  # type: ignore[attr-defined]
+        _parent_w = os.dup(w)
+        self.finalizer = util.Finalize(
+            self,
+            util.close_fds,  # type: ignore[attr-defined]
+            (_parent_w, self.sentinel),
+        )
+        with open(w, "wb", closefd=True) as f:
+            f.write(buf.getbuffer())
+        self.pid = forkserver.read_signed(self.sentinel)
+
+
+class _Process(context.ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj: multiprocessing.process.BaseProcess) -> _Popen:
+        return _Popen(process_obj)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """What the decode cost, measured inside the child (for tests and bench/decode.py)."""
+
+    cpu_s: float
+    wall_s: float
+    peak_bytes: int  # peak resident memory above the child's resident memory at start
+
+
+@dataclass(frozen=True)
+class Outcome:
+    image: Image.Image | None  # output="pixels"
+    encoded: bytes | None  # output="normalized"
+    stats: Stats
+
+
+def run(data: bytes, budget: Budget, output: str = "pixels") -> Outcome:
+    """Decode `data` in a child; the picture, or an ImageError (the child's, or
+    ImageTooCostly when it ran out of time or memory). Nothing else escapes."""
+    with _GATE:
+        start = time.perf_counter()
+        try:
+            reply, stats = _run_child(data, budget, output)
+        except ImageError:
+            raise
+        except (OSError, EOFError, ValueError) as error:
+            raise ImageError("The picture decoder could not be started.") from error
+        wall = time.perf_counter() - start
+    stats = Stats(stats.cpu_s, wall, stats.peak_bytes)
+    kind = reply[0]
+    if kind == "error":
+        _, name, message, params = reply
+        cls = getattr(errors, name, ImageError)
+        if not (isinstance(cls, type) and issubclass(cls, ImageError)):
+            cls = ImageError
+        raise cls(message, **params)
+    if kind == "pixels":
+        _, size, pixels = reply
+        return Outcome(Image.frombytes("RGB", size, pixels), None, stats)
+    return Outcome(None, reply[1], stats)
+
+
+def _run_child(data: bytes, budget: Budget, output: str) -> tuple[tuple, Stats]:
+    receive, send = _CONTEXT.Pipe(duplex=False)
+    from_parent, to_child = _CONTEXT.Pipe(duplex=False)
+    from engine.imaging.child import serve  # the child module is also the preload
+
+    process = _Process(target=serve, args=(from_parent, send, budget, output))
+    process.daemon = True
+    process.start()
+    send.close()
+    from_parent.close()
+    deadline = time.monotonic() + budget.wall_seconds
+    try:
+        with contextlib.suppress(BrokenPipeError):
+            to_child.send_bytes(data)
+        to_child.close()
+        if not receive.poll(max(0.0, deadline - time.monotonic())):
+            raise ImageTooCostly("decoding took too long")
+        try:
+            reply, stats = receive.recv()
+        except EOFError:
+            process.join(max(0.0, deadline - time.monotonic()))
+            raise _death(process.exitcode) from None
+        return reply, stats
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join()
+        receive.close()
+        process.close()
+
+
+def _death(exitcode: int | None) -> ImageError:
+    """A child that died without answering: out of CPU time or memory, or a decoder crash."""
+    if exitcode in (-signal.SIGXCPU, -signal.SIGKILL, None):
+        return ImageTooCostly("decoding took too long or too much memory")
+    return ImageError("The picture decoder failed on that file.")
