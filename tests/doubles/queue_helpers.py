@@ -28,8 +28,9 @@ def free_port() -> int:
 class RedisServer:
     """A throwaway redis-server the test can stop and start again on the same port and data."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, fsync: str = "always") -> None:
         self.workdir = workdir
+        self.fsync = fsync  # appendfsync: always | everysec
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -46,7 +47,7 @@ class RedisServer:
                 "--dir", str(self.workdir),
                 "--save", "",
                 "--appendonly", "yes",
-                "--appendfsync", "always",
+                "--appendfsync", self.fsync,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -65,6 +66,13 @@ class RedisServer:
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    def kill(self) -> None:
+        """kill -9: no shutdown save; what survives is what the append-only file has."""
+        if self.proc is not None:
+            self.proc.kill()
             self.proc.wait(10)
             self.proc = None
 

@@ -1,0 +1,289 @@
+"""A scale-out deployment on loopback, as an operator runs it: a real `orsay bot` process against
+the fake Bot API, `orsay worker` processes, and a redis-server with append-only persistence on
+disk. The chaos tests kill and restart its parts and count what reached the chats.
+
+Every process logs to a file under the cluster's folder; `log(name)` reads it back so tests can
+check that failures were logged with their reasons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.doubles.bot_helpers import jpeg
+from tests.doubles.fake_telegram import TOKEN, Call, FakeTelegram, FakeUser, Sent
+from tests.doubles.queue_helpers import RedisServer
+
+REPO = Path(__file__).resolve().parents[2]
+ORSAY = [sys.executable, "-m", "orsay.cli"] if (REPO / "orsay").is_dir() else None
+
+
+OUTCOMES: list[Outcome] = []  # every chaos scenario's count, printed at the end of the run
+
+
+def orsay_command(*args: str) -> list[str]:
+    """The `orsay` command line run from this checkout (not whatever is installed)."""
+    if ORSAY is not None:
+        return [*ORSAY, *args]
+    return [sys.executable, "-m", "engine.cli", *args]
+
+
+class ChaosTelegram(FakeTelegram):
+    """The fake Bot API plus hooks that run *before* a call is answered, so a test can kill or
+    signal the bot at an exact moment (e.g. while Telegram is receiving a result upload)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.before: list[Callable[[str, dict[str, Any]], Any]] = []
+        self.after: list[Callable[[str, dict[str, Any]], Any]] = []  # answered, not yet replied
+        self.upload_delay_s = 0.0  # extra time a result upload takes (sendPhoto with a caption)
+        self.last_update_id = 0
+
+    def push_update(self, update: dict[str, Any]) -> None:
+        super().push_update(update)
+        self.last_update_id = int(update["update_id"])
+
+    async def _answer(self, method: str, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        for hook in list(self.before):
+            outcome = hook(method, params)
+            if asyncio.iscoroutine(outcome):
+                await outcome
+        if self.upload_delay_s and is_result_upload(method, params):
+            await asyncio.sleep(self.upload_delay_s)
+        response = await super()._answer(method, params, files)
+        for hook in list(self.after):
+            hook(method, params)
+        return response
+
+
+def is_result_upload(method: str, params: dict[str, Any]) -> bool:
+    return method == "sendPhoto" and bool(params.get("caption"))
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.popen = subprocess.Popen(
+            self.argv,
+            cwd=REPO,
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait(10)
+
+    async def terminate(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM and wait (SIGKILL after `timeout`); the exit code."""
+        if self.popen is None:
+            return None
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(self.popen.wait, timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                await asyncio.to_thread(self.popen.wait, 10)
+        return self.popen.returncode
+
+
+@dataclass
+class Outcome:
+    """One scenario's count, from the chats' side."""
+
+    scenario: str
+    accepted: int = 0
+    delivered_once: int = 0
+    duplicates: int = 0
+    lost: int = 0
+    unanswered: int = 0
+
+    def row(self) -> str:
+        return (
+            f"{self.scenario:<34} {self.accepted:>8} {self.delivered_once:>14} "
+            f"{self.duplicates:>10} {self.lost:>4} {self.unanswered:>10}"
+        )
+
+
+@dataclass
+class Press:
+    """A user's style press and what the bot made of it."""
+
+    user: FakeUser
+    at: float
+    slug: str
+    update_id: int = 0  # the callback query's update, to tell when polling confirmed it
+
+
+@dataclass
+class Cluster:
+    root: Path
+    telegram: ChaosTelegram
+    gallery: Path
+    redis: RedisServer = field(init=False)
+    bot: Proc = field(init=False)
+    workers: list[Proc] = field(default_factory=list)
+    presses: list[Press] = field(default_factory=list)
+    shutdown_grace_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        (self.root / "redis").mkdir(parents=True, exist_ok=True)
+        self.redis = RedisServer(self.root / "redis", fsync="everysec")
+        self.bot = Proc("bot", orsay_command("bot"), self._bot_env(), self.root / "bot.log")
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def _base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ORSAY_")}
+        return {
+            **env,
+            "PYTHONPATH": str(REPO),
+            "ORSAY_QUEUE": self.redis.url,
+            "ORSAY_LOG_LEVEL": "INFO",
+            "ORSAY_SHUTDOWN_GRACE": str(self.shutdown_grace_s),
+        }
+
+    def _bot_env(self) -> dict[str, str]:
+        return {
+            **self._base_env(),
+            "TELEGRAM_BOT_TOKEN": TOKEN,
+            "ORSAY_BOT_API_URL": self.telegram.url,
+            "ORSAY_DATA_DIR": str(self.root / "bot-data"),
+            "ORSAY_GALLERY_DIR": str(self.gallery),
+            "ORSAY_TELEGRAM_RATE": "0",
+            "ORSAY_MAX_SIZE": "64",
+        }
+
+    def add_worker(self, *extra: str, painter: str = "stub", **env: str) -> Proc:
+        """A worker with a data dir of its own (no gallery) and lease 2 s, so a dead worker's
+        job comes back quickly."""
+        index = len(self.workers) + 1
+        argv = orsay_command("worker", "--lease", "2", "--poll", "0.05", *extra)
+        worker_env = {
+            **self._base_env(),
+            "ORSAY_DATA_DIR": str(self.root / f"worker{index}-data"),
+            "ORSAY_PAINTER": painter,
+            **env,
+        }
+        proc = Proc(f"worker{index}", argv, worker_env, self.root / f"worker{index}.log")
+        self.workers.append(proc)
+        return proc
+
+    def start(self, *, redis: bool = True, bot: bool = True, workers: bool = True) -> None:
+        if redis:
+            self.redis.start()
+        if workers:
+            for worker in self.workers:
+                worker.start()
+        if bot:
+            self.bot.start()
+
+    async def stop(self) -> None:
+        for proc in [self.bot, *self.workers]:
+            await proc.terminate(timeout=10)
+        self.redis.stop()
+
+    def log(self, name: str) -> str:
+        path = self.root / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    async def bot_ready(self, timeout: float = 40.0) -> None:
+        """The bot is polling (it asked getUpdates since it was last started)."""
+        since = time.monotonic()
+        await self.telegram.wait_for(
+            lambda: (
+                any(c.method == "getUpdates" and c.at >= since for c in self.telegram.calls)
+                or not self.bot.alive
+            ),
+            timeout,
+        )
+        assert self.bot.alive, f"the bot exited:\n{self.log('bot')[-3000:]}"
+
+    # -- users -------------------------------------------------------------------------------
+
+    async def order(self, user: FakeUser, slug: str, seed: int, extra: bytes = b"") -> Press:
+        """The user sends a photo, waits for the style menu and presses `slug`."""
+        user.photo(jpeg(seed=seed, extra=extra))
+        menu = await user.wait_menu(after=len(user.menus()), timeout=30)
+        press = Press(user, time.monotonic(), slug)
+        user.press(menu, f"st:{slug}")
+        press.update_id = self.telegram.last_update_id
+        self.presses.append(press)
+        return press
+
+    def confirmed(self, press: Press) -> bool:
+        """The bot has asked getUpdates past this press: Telegram would not send it again."""
+        return any(
+            c.method == "getUpdates" and int(c.params.get("offset") or 0) > press.update_id
+            for c in self.telegram.calls
+        )
+
+    def replies(self, press: Press) -> list[Call]:
+        """The bot's successful sends and edits to this user from the press until the user's next
+        press."""
+        later = [p.at for p in self.presses if p.user.id == press.user.id and p.at > press.at]
+        until = min(later, default=float("inf"))
+        return [
+            c
+            for c in self.telegram.calls
+            if press.at <= c.at < until
+            and c.status == 200
+            and c.params.get("chat_id") == press.user.id
+            and c.method.startswith(("send", "edit"))
+        ]
+
+    def results(self, user: FakeUser) -> list[Sent]:
+        return [m for m in user.messages("photo") if m.caption and m.reply_markup]
+
+    async def settle(self, expect: Callable[[], bool], timeout: float) -> None:
+        """Wait until `expect()` holds, then a little longer so a duplicate would show."""
+        await self.telegram.wait_for(expect, timeout)
+        await asyncio.sleep(1.5)
+
+    def outcome(self, scenario: str, *, unavailable_text: str) -> Outcome:
+        """Count, per press: answered (the bot said anything after it), accepted (answered with
+        more than 'temporarily unavailable'), and per user the result photos against the
+        accepted presses: delivered once, duplicates (extra copies), lost (no result)."""
+        out = Outcome(scenario)
+        accepted_by_user: dict[int, int] = {}
+        users: dict[int, FakeUser] = {}
+        for press in self.presses:
+            users[press.user.id] = press.user
+            replies = self.replies(press)
+            if not replies:
+                out.unanswered += 1
+                continue
+            refused = all(unavailable_text in str(c.params.get("text", "")) for c in replies)
+            if not refused:
+                out.accepted += 1
+                accepted_by_user[press.user.id] = accepted_by_user.get(press.user.id, 0) + 1
+        for user_id, user in users.items():
+            wanted = accepted_by_user.get(user_id, 0)
+            got = len(self.results(user))
+            out.delivered_once += min(got, wanted)
+            out.duplicates += max(0, got - wanted)
+            out.lost += max(0, wanted - got)
+        return out
