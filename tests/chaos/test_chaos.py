@@ -252,8 +252,8 @@ async def test_painter_failures_are_logged_and_explained(cluster: Cluster) -> No
     ann, bob = cluster.telegram.user(301), cluster.telegram.user(302)
     await cluster.order(ann, "munch-the-scream", seed=1)  # the painter: weights problem
     await cluster.order(bob, "klimt-the-kiss", seed=2)  # the painter: a bug
-    await ann.wait_text(t("en", "failed_weights_error"), timeout=30)
-    await bob.wait_text(t("en", "failed_painter_error"), timeout=30)
+    await ann.wait_text(t("en", "weights_error"), timeout=30)
+    await bob.wait_text(t("en", "painter_error"), timeout=30)
     log = cluster.log("worker1")
     for reason in ("weights_error", "painter_error"):
         lines = [line for line in log.splitlines() if f"reason={reason}" in line]

@@ -24,7 +24,6 @@ from tests.doubles.fake_telegram import TOKEN, Call, FakeTelegram, FakeUser, Sen
 from tests.doubles.queue_helpers import RedisServer
 
 REPO = Path(__file__).resolve().parents[2]
-ORSAY = [sys.executable, "-m", "orsay.cli"] if (REPO / "orsay").is_dir() else None
 
 
 OUTCOMES: list[Outcome] = []  # every chaos scenario's count, printed at the end of the run
@@ -32,9 +31,7 @@ OUTCOMES: list[Outcome] = []  # every chaos scenario's count, printed at the end
 
 def orsay_command(*args: str) -> list[str]:
     """The `orsay` command line run from this checkout (not whatever is installed)."""
-    if ORSAY is not None:
-        return [*ORSAY, *args]
-    return [sys.executable, "-m", "engine.cli", *args]
+    return [sys.executable, "-m", "orsay", *args]
 
 
 class ChaosTelegram(FakeTelegram):
