@@ -199,9 +199,6 @@ def options_from_args(args: argparse.Namespace) -> StylizeOptions:
     """The StylizeOptions a parsed command line asks for. `--scales` without `--size` paints at
     the largest scale."""
     size = args.size or (max(args.scales) if args.scales else DEFAULT_SIZE)
-    extra: dict[str, Any] = {}
-    if args.no_style_cache:
-        extra["style_cache"] = False
     return StylizeOptions(
         size=size,
         strength=args.strength,
@@ -224,7 +221,7 @@ def options_from_args(args: argparse.Namespace) -> StylizeOptions:
         style_layers=args.style_layers,
         style_layer_weights=args.style_layer_weights,
         precision=args.precision,
-        extra=extra,
+        style_cache=not args.no_style_cache,
     )
 
 

@@ -14,9 +14,11 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from engine import painter, style_cache
 from engine.errors import Cancelled
+from engine.job import Job
 from engine.model import VGGFeatures
-from engine.options import ProgressEvent, StyleInput, StylizeOptions
+from engine.options import BatchJob, ProgressEvent, StyleInput, StylizeOptions
 from engine.painter import stylize
+from engine.start import start_image
 
 
 def _count_forwards(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
@@ -108,9 +110,16 @@ def test_palette_init_keeps_the_photo_when_colours_are_preserved(
     photo: Image.Image, painting: Image.Image, tiny_options: StylizeOptions
 ) -> None:
     tiny_options.preserve_colors = "histogram"
-    run = painter._Run(photo, [StyleInput(painting)], tiny_options, None, None, None)
-    content = run.content_at(48)
-    assert torch.equal(run.initial(content, None), content)
+    job = Job.prepare(BatchJob(photo, [StyleInput(painting)], tiny_options))
+    content = job.content_at(48, torch.device("cpu"))
+    start = start_image(
+        content,
+        init=tiny_options.init,
+        preserve_colors=tiny_options.preserve_colors,
+        palette=job.main_style(),
+        generator=job.generator,
+    )
+    assert torch.equal(start, content)
 
 
 def test_same_seed_same_picture(
@@ -256,14 +265,14 @@ def test_out_of_memory_retries_smaller_and_says_so(
     monkeypatch: pytest.MonkeyPatch,
     test_device: str,
 ) -> None:
-    original = painter._Run.optimize_scale
+    original = painter._paint_scale
 
-    def flaky(self, index, side, *args):  # type: ignore[no-untyped-def]
-        if side == 64:
+    def flaky(ctx, jobs, reporters, index, *args):  # type: ignore[no-untyped-def]
+        if reporters[0].plan.sides[index] == 64:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return original(self, index, side, *args)
+        return original(ctx, jobs, reporters, index, *args)
 
-    monkeypatch.setattr(painter._Run, "optimize_scale", flaky)
+    monkeypatch.setattr(painter, "_paint_scale", flaky)
     events: list[ProgressEvent] = []
     result = stylize(photo, [StyleInput(painting)], tiny_options, progress=events.append)
     messages = [e.message for e in events if e.message]
@@ -281,7 +290,7 @@ def test_other_errors_are_not_swallowed(
     def broken(*args):  # type: ignore[no-untyped-def]
         raise RuntimeError("shape mismatch somewhere")
 
-    monkeypatch.setattr(painter._Run, "optimize_scale", broken)
+    monkeypatch.setattr(painter, "_paint_scale", broken)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         stylize(photo, [StyleInput(painting)], tiny_options)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.options import StylizeOptions
+from engine.options import StylizeOptions, Tuning
 from engine.schedule import COARSE_FROM, QUALITY, fit, plan
 
 
@@ -46,7 +46,7 @@ def test_overrides() -> None:
     assert p.sides == (128, 256)  # sorted and capped at the output size
     assert plan(StylizeOptions(size=256, steps=9)).steps == (9,)
     assert plan(StylizeOptions(size=800, steps=9)).steps == (9, 9)
-    assert plan(StylizeOptions(size=256, extra={"tolerance": 0.0})).tolerance == 0.0
+    assert plan(StylizeOptions(size=256, tuning=Tuning(tolerance=0.0))).tolerance == 0.0
 
 
 @pytest.mark.parametrize(
