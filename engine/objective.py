@@ -24,17 +24,34 @@ from engine.style_cache import StyleCache, make_key
 
 
 class Context:
-    """What every piece of one batch shares: the network, device, precision, memory format."""
+    """What every piece of one batch shares: the network, device, precision, memory format.
 
-    def __init__(self, net: VGGFeatures, device: torch.device, precision: str) -> None:
+    `one_forward`: run the network once for the whole batch (the point of batching on a GPU),
+    or once per image. Per image is the CPU default: oneDNN picks different convolution kernels
+    for a batch than for one image at small sizes (features differ by ~1e-6 relative at
+    48-128 px), and L-BFGS amplifies that to 1e-3 within ten steps, so only per-image passes
+    keep a job's picture independent of the batch it was in; on 2 CPU cores a batched pass
+    gained nothing measurable per job anyway (bench/gpu_throughput.py)."""
+
+    def __init__(
+        self,
+        net: VGGFeatures,
+        device: torch.device,
+        precision: str,
+        one_forward: bool | None = None,
+    ) -> None:
         self.net, self.device, self.precision = net, device, precision
         self.fmt = devices.memory_format(device, precision)
+        self.one_forward = device.type != "cpu" if one_forward is None else one_forward
 
     def features(
         self, image: torch.Tensor, layers: Sequence[str], precision: str | None = None
     ) -> dict[str, torch.Tensor]:
         with devices.autocast(self.device, precision or self.precision):
-            return self.net(image.contiguous(memory_format=self.fmt), layers)
+            if self.one_forward or image.shape[0] == 1:
+                return self.net(image.contiguous(memory_format=self.fmt), layers)
+            rows = [self.net(x.contiguous(memory_format=self.fmt), layers) for x in image.split(1)]
+            return {name: torch.cat([r[name] for r in rows]) for name in rows[0]}
 
 
 def _style_tensor(

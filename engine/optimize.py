@@ -118,6 +118,35 @@ class _RowsCancelled(Exception):
         self.rows = rows
 
 
+class _PerRow:
+    """One optimizer per row, stepped in turn: the batch-invariant path (see
+    engine.objective.Context.one_forward). A step interrupted by a cancelled row resumes where
+    it stopped, so no row steps twice."""
+
+    def __init__(self, rows: list[BatchOptimizer]) -> None:
+        self.rows = rows
+        self.stepped: dict[int, torch.Tensor] = {}
+
+    def step(self) -> torch.Tensor:
+        for k, opt in enumerate(self.rows):
+            if k not in self.stepped:
+                self.stepped[k] = opt.step()
+        values = torch.cat([self.stepped[k] for k in range(len(self.rows))])
+        self.stepped = {}
+        return values
+
+    def keep(self, rows: Sequence[int]) -> None:
+        self.stepped = {
+            new: self.stepped[old] for new, old in enumerate(rows) if old in self.stepped
+        }
+        self.rows = [self.rows[r] for r in rows]
+
+
+def _row_evaluate(evaluate: BatchEvaluate, active: list[int], lane: int) -> BatchEvaluate:
+    """The batch's evaluate for one lane's row, wherever that row is now."""
+    return lambda x, rows: evaluate(x, [active.index(lane)])
+
+
 def progress_every(tuning: Tuning, device: torch.device) -> int:
     if tuning.progress_every is not None:
         return max(1, tuning.progress_every)
@@ -169,10 +198,21 @@ def optimize(
             outcomes[i].evaluations += 1
         return values, grad
 
-    opt = factory(start.detach().clone(), evaluate, tuning)
+    opt: BatchOptimizer
+    if ctx.one_forward or len(lanes) == 1:
+        opt = factory(start.detach().clone(), evaluate, tuning)
+    else:
+        opt = _PerRow(
+            [
+                factory(
+                    start[i : i + 1].detach().clone(), _row_evaluate(evaluate, active, i), tuning
+                )
+                for i in range(len(lanes))
+            ]
+        )
 
     def finish(rows: Sequence[int], error: BaseException | None, early: Sequence[int] = ()) -> None:
-        nonlocal active, best_loss, tolerances, history
+        nonlocal best_loss, tolerances, history
         if not rows:
             return
         losses = best_loss.tolist()
@@ -183,7 +223,7 @@ def optimize(
             out.seconds = time.perf_counter() - began
             out.early_stopped = r in early
         keep = [r for r in range(len(active)) if r not in set(rows)]
-        active = [active[r] for r in keep]
+        active[:] = [active[r] for r in keep]
         if not keep:
             return
         index = torch.as_tensor(keep, device=start.device)
