@@ -179,7 +179,8 @@ def _paint(
         and MIN_SIDE <= tuning.first_look_side < jobs[i].options.size
     ]
     if look:
-        _first_look(ctx, [jobs[i] for i in look], [reporters[i] for i in look], caches)
+        picked = [caches[i] for i in look]
+        _first_look(ctx, [jobs[i] for i in look], [reporters[i] for i in look], picked)
     previous: list[torch.Tensor | None] = [None] * len(jobs)
     last: tuple[list[int], GatysLoss] | None = None  # the final scale's rows and objective
     index = 0
