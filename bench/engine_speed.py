@@ -47,10 +47,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--only", choices=SIDES, help="run one side in-process")
     p.add_argument("--skip-classic", action="store_true", help="tuning: run the default only")
-    p.add_argument("--extra", default="{}", help="JSON for StylizeOptions.extra (tuning)")
+    p.add_argument("--tuning", default="{}", help="JSON for StylizeOptions.tuning fields")
     p.add_argument("--save-dir", default="/tmp", help="where the two output PNGs go")
     p.add_argument("--json", default="/tmp/orsay-engine-speed.json")
     return p.parse_args(argv)
+
+
+def textbook_lbfgs(x: Any, evaluate: Any, tuning: Any) -> Any:
+    """torch.optim.LBFGS with a fixed unit step and a clamp after each step, as the PyTorch
+    tutorial and most Gatys code run it; one job only. An engine.optimize.OptimizerFactory."""
+    import torch
+
+    pixels = x.clone().requires_grad_(True)
+    optimizer = torch.optim.LBFGS([pixels], lr=1.0, max_iter=1, history_size=tuning.lbfgs_history)
+    last: list[Any] = []
+
+    class Textbook:
+        def step(self) -> Any:
+            def closure() -> Any:
+                value, grad = evaluate(pixels, None)
+                pixels.grad = grad.reshape(pixels.shape)
+                last[:] = [value.detach()]
+                return value.sum()
+
+            optimizer.step(closure)
+            with torch.no_grad():
+                pixels.clamp_(0, 1)
+            return last[0]
+
+        def keep(self, rows: Any) -> None:
+            if list(rows) != [0]:
+                raise ValueError("the textbook optimizer paints one job")
+
+    return Textbook()
 
 
 def run_one(args: argparse.Namespace) -> dict[str, Any]:
@@ -58,22 +87,19 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from PIL import Image
 
-    from engine.options import ProgressEvent, StyleInput, StylizeOptions
-    from engine.painter import stylize
+    from engine.options import BatchJob, ProgressEvent, StyleInput, StylizeOptions, Tuning
+    from engine.painter import stylize_batch
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    extra = {"style_cache": False}
-    if args.only == "textbook":
-        extra["lbfgs"] = "torch"
-    elif args.only == "default":
-        extra.update(json.loads(args.extra))
+    tuning = Tuning(**json.loads(args.tuning)) if args.only == "default" else Tuning()
     common: dict[str, Any] = {
         "size": args.size,
         "model": args.model,
         "weights": args.weights,
         "seed": args.seed,
         "device": args.device,
-        "extra": extra,
+        "style_cache": False,
+        "tuning": tuning,
     }
     if args.only in ("classic", "textbook"):
         options = StylizeOptions(
@@ -98,7 +124,11 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
 
     content = Image.open(args.content)
     style = Image.open(args.style)
-    result = stylize(content, [StyleInput(style)], options, progress=on_progress)
+    optimizer = textbook_lbfgs if args.only == "textbook" else None
+    job = BatchJob(content, [StyleInput(style)], options, progress=on_progress)
+    (result,) = stylize_batch([job], optimizer=optimizer)
+    if isinstance(result, BaseException):
+        raise result
     out = Path(args.save_dir) / f"orsay-bench-{args.only}-{args.size}.png"
     result.image.save(out)
     report = result.report

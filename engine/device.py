@@ -96,6 +96,14 @@ def make_deterministic(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def configure_worker(device: torch.device) -> None:
+    """For a long-lived worker: let cuDNN time its kernels once per input shape and keep the
+    fastest (a worker sees few shapes: the presets' sizes). Unmeasured here (no GPU where this
+    was written); a seeded run's make_deterministic() turns it off again, as it must."""
+    if device.type == "cuda" and not torch.backends.cudnn.deterministic:
+        torch.backends.cudnn.benchmark = True
+
+
 def free_cache(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()

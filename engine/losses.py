@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from engine.model import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, VGGFeatures
 from engine.options import StylizeOptions
@@ -121,10 +120,19 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference between neighbouring pixels (down + right)."""
+    """Mean squared difference between neighbouring pixels (down + right), over the batch."""
+    return total_variations(image).mean()
+
+
+def total_variations(image: torch.Tensor) -> torch.Tensor:
+    """`total_variation` of each batch item, as a (B,) tensor."""
     down = image[:, :, 1:, :] - image[:, :, :-1, :]
     right = image[:, :, :, 1:] - image[:, :, :, :-1]
-    return down.pow(2).mean() + right.pow(2).mean()
+    return down.pow(2).flatten(1).mean(1) + right.pow(2).flatten(1).mean(1)
+
+
+def _per_item_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a - b).pow(2).flatten(1).mean(1)
 
 
 def _ridge(matrix: torch.Tensor) -> torch.Tensor:
@@ -179,8 +187,18 @@ def blend_targets(targets: Sequence[Targets], weights: Sequence[float], kind: st
 
 
 def style_layer_loss(features: torch.Tensor, target: Mapping[str, torch.Tensor], kind: str):
+    """`style_layer_losses` averaged over the batch."""
+    return style_layer_losses(features, target, kind).mean()
+
+
+def style_layer_losses(
+    features: torch.Tensor, target: Mapping[str, torch.Tensor], kind: str
+) -> torch.Tensor:
+    """One layer's style loss of each batch item against its own target (targets have one row,
+    shared by all items, or one row per item), as a (B,) tensor."""
+    b = features.shape[0]
     if kind == "gram":
-        return F.mse_loss(gram(features), target["gram"].expand(features.shape[0], -1, -1))
+        return _per_item_mse(gram(features), target["gram"].expand(b, -1, -1))
     # W2² between Gaussians: |μ-μs|² + tr C + tr Cs − 2 tr (Cs^½ C Cs^½)^½, per channel.
     mean, cov = mean_cov(features)
     cov = _ridge(cov).double()  # both covariances ridged alike, so W2 stays >= 0
@@ -191,41 +209,75 @@ def style_layer_loss(features: torch.Tensor, target: Mapping[str, torch.Tensor],
         -1
     )
     w2 = (mean - target["mean"]).pow(2).sum(-1) + trace.float() - 2 * eig.sqrt().sum(-1).float()
-    return w2.mean() / cov.shape[-1]
+    return w2 / cov.shape[-1]
+
+
+def stack_targets(targets: Sequence[Targets]) -> Targets:
+    """Per-job targets (one row each) stacked into one batch of targets, row i for job i."""
+    return {
+        layer: {key: torch.cat([t[layer][key] for t in targets]) for key in targets[0][layer]}
+        for layer in targets[0]
+    }
+
+
+def select_targets(targets: Targets, index: torch.Tensor) -> Targets:
+    return {layer: {k: v[index] for k, v in t.items()} for layer, t in targets.items()}
 
 
 class GatysLoss:
-    """Binds an extractor, content features and blended style targets to one weighted objective."""
+    """Binds an extractor, content features and style targets to one weighted objective per
+    batch row: row i has its own content features, targets and (content, style, TV) weights,
+    and its loss depends on nothing else, so the gradient of the summed losses is each row's
+    own gradient. All rows share the layers and the style loss kind."""
 
     def __init__(
         self,
         net: VGGFeatures,
-        weights: LossWeights,
+        weights: LossWeights | Sequence[LossWeights],
         content_features: dict[str, torch.Tensor],
         style_targets: Targets,
     ) -> None:
-        self.net, self.w = net, weights
+        rows = [weights] if isinstance(weights, LossWeights) else list(weights)
+        self.net, self.w = net, rows[0]
+        self.rows = rows
+        device = next(iter(content_features.values())).device
+        self.factors = torch.tensor(
+            [[w.content, w.style, w.tv] for w in rows], dtype=torch.float32, device=device
+        )
         self.content = {k: v.detach().float() for k, v in content_features.items()}
         self.style = style_targets
-        self.layers = tuple(dict.fromkeys(weights.content_layers + weights.style_layers))
+        self.layers = tuple(dict.fromkeys(self.w.content_layers + self.w.style_layers))
+
+    def select(self, rows: Sequence[int]) -> GatysLoss:
+        """The objective of some rows only (in that order)."""
+        index = torch.as_tensor(list(rows), dtype=torch.long, device=self.factors.device)
+        picked = GatysLoss.__new__(GatysLoss)
+        picked.net, picked.w, picked.layers = self.net, self.w, self.layers
+        picked.rows = [self.rows[i] for i in rows]
+        picked.factors = self.factors[index]
+        picked.content = {k: v[index] for k, v in self.content.items()}
+        picked.style = select_targets(self.style, index)
+        return picked
 
     def parts(
         self, image: torch.Tensor, features: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
+        """Content, style, TV and weighted total of each row, as (B,) tensors."""
         w = self.w
+        zero = torch.zeros(image.shape[0], device=image.device)
         content = sum(
-            (F.mse_loss(features[n].float(), self.content[n]) for n in w.content_layers),
-            torch.zeros((), device=image.device),
+            (_per_item_mse(features[n].float(), self.content[n]) for n in w.content_layers), zero
         )
         style = sum(
             (
-                lw * style_layer_loss(features[n], self.style[n], w.kind)
+                lw * style_layer_losses(features[n], self.style[n], w.kind)
                 for n, lw in zip(w.style_layers, w.layer_weights, strict=True)
             ),
-            torch.zeros((), device=image.device),
+            zero,
         )
-        tv = total_variation(image.float())
-        total = w.content * content + w.style * style + w.tv * tv
+        tv = total_variations(image.float())
+        c, s, t = self.factors.unbind(1)
+        total = c * content + s * style + t * tv
         return {"content": content, "style": style, "tv": tv, "total": total}
 
 

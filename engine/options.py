@@ -7,7 +7,10 @@ rename.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from PIL import Image
@@ -31,6 +34,31 @@ class StyleInput:
     image: Image.Image
     weight: float = 1.0
     cache_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Optimizer knobs that the quality presets fix and sweeps vary; the defaults are the
+    measured choices (see engine/lbfgs.py and bench/schedule_sweep.py). A bot user never sets
+    these: they exist so a benchmark can try a variant through the same code path."""
+
+    lbfgs_history: int = 50  # curvature pairs kept (10/20/100 lost or cost more on the sweep)
+    # Pyramid preconditioner strength (0 = none) and depth. 384 px, 300 steps from the photo:
+    # final loss 0.001617 without, 0.001559 at 0.25, 0.001566 at 0.5, 0.001584 at 1.0.
+    precondition: float = 0.25
+    precondition_levels: int = 4
+    # Laplacian detail transfer when a scale starts from the previous (smaller) one.
+    detail_transfer: bool = True
+    tolerance: float | None = None  # early-stop tolerance; None = the preset's (0 = off)
+    steps_per_scale: tuple[int, ...] | None = None  # one step count per scale (sweeps)
+    # Read the loss back to the host (progress events, the early-stop decision) every this many
+    # steps; None = every step on CPU (where a read-back costs nothing) and every 8 on GPUs.
+    progress_every: int | None = None
+    # "First look": a few steps at this long side before the real run, so a preview reaches
+    # the user within seconds at any output size; 0 turns it off. It only runs when someone
+    # listens to progress and the output is larger than it.
+    first_look_side: int = 128
+    first_look_steps: int = 8
 
 
 @dataclass
@@ -60,7 +88,9 @@ class StylizeOptions:
     style_layers: tuple[str, ...] | None = None
     style_layer_weights: tuple[float, ...] | None = None
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    extra: dict[str, Any] = field(default_factory=dict)
+    style_cache: bool = True  # reuse cached style targets of gallery paintings
+    style_cache_dir: Path | None = None  # where they are kept on disk (None: memory only)
+    tuning: Tuning = field(default_factory=Tuning)
 
 
 @dataclass(frozen=True)
@@ -80,9 +110,22 @@ class ProgressEvent:
     eta_s: float | None
     preview: Image.Image | None = None
     message: str | None = None  # e.g. "GPU out of memory: retrying at 384 px"
+    first_look: bool = False  # the preview is the quick low-resolution first look
 
 
 @dataclass
 class StylizeResult:
     image: Image.Image
     report: dict[str, Any]
+
+
+@dataclass
+class BatchJob:
+    """One request for `engine.painter.stylize_batch`: what `stylize` takes, as one value. Its
+    `progress` hears only this job's events and its `cancel` stops only this job."""
+
+    content: Image.Image
+    styles: Sequence[StyleInput]
+    options: StylizeOptions
+    progress: Callable[[ProgressEvent], None] | None = None
+    cancel: threading.Event | None = None

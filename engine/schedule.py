@@ -43,20 +43,38 @@ def plan(options: StylizeOptions) -> Plan:
         sides = (options.size // 2, options.size)
     else:
         sides = (options.size,)
-    per_scale = options.extra.get("steps_per_scale")
+    per_scale = options.tuning.steps_per_scale
     if per_scale is not None:  # tuning/bench hook: one step count per scale
         steps = tuple(int(n) for n in per_scale)
         if len(steps) != len(sides):
-            raise ValueError("extra['steps_per_scale'] needs one entry per scale")
+            raise ValueError("tuning.steps_per_scale needs one entry per scale")
     elif options.steps is not None:
         steps = (int(options.steps),) * len(sides)
     else:
         steps = (*(coarse,) * (len(sides) - 1), last)
-    if options.scales and options.steps is not None:
-        tolerance = float(options.extra.get("tolerance", 0.0))  # explicit recipe: run it all
-    else:
-        tolerance = float(options.extra.get("tolerance", tolerance))
+    if options.tuning.tolerance is not None:
+        tolerance = float(options.tuning.tolerance)
+    elif options.scales and options.steps is not None:
+        tolerance = 0.0  # an explicit recipe: run all of it
     return Plan(sides=sides, steps=steps, tolerance=tolerance)
+
+
+def shrink_after_oom(plan: Plan, index: int, side: int) -> tuple[Plan, int]:
+    """The plan to continue with after scale `index` ran out of memory at long side `side`.
+
+    Every scale from `index` on is capped at `side` (a later, larger scale would not fit
+    either); scales that collapse onto one side merge and keep the largest step budget among
+    them, so the final scale keeps its budget. Finished scales below `side` stay. Returns the
+    new plan and the index to resume at (its count of scales is what events must say)."""
+    done = [(s, n) for s, n in zip(plan.sides[:index], plan.steps[:index], strict=True) if s < side]
+    merged: dict[int, int] = {}
+    for s, n in zip(plan.sides[index:], plan.steps[index:], strict=True):
+        capped = min(s, side)
+        merged[capped] = max(n, merged.get(capped, 0))
+    rest = sorted(merged.items())
+    sides = tuple(s for s, _ in done + rest)
+    steps = tuple(n for _, n in done + rest)
+    return Plan(sides=sides, steps=steps, tolerance=plan.tolerance), len(done)
 
 
 def fit(width: int, height: int, long_side: int) -> tuple[int, int]:

@@ -203,9 +203,6 @@ def options_from_args(args: argparse.Namespace) -> StylizeOptions:
     """The StylizeOptions a parsed command line asks for. `--scales` without `--size` paints at
     the largest scale."""
     size = args.size or (max(args.scales) if args.scales else DEFAULT_SIZE)
-    extra: dict[str, Any] = {}
-    if args.no_style_cache:
-        extra["style_cache"] = False
     return StylizeOptions(
         size=size,
         strength=args.strength,
@@ -228,7 +225,7 @@ def options_from_args(args: argparse.Namespace) -> StylizeOptions:
         style_layers=args.style_layers,
         style_layer_weights=args.style_layer_weights,
         precision=args.precision,
-        extra=extra,
+        style_cache=not args.no_style_cache,
     )
 
 
@@ -344,7 +341,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def paint(args: argparse.Namespace, settings: Settings) -> int:
     options = options_from_args(args)
-    options.extra.setdefault("style_cache_dir", settings.style_cache_dir)
+    options.style_cache_dir = options.style_cache_dir or settings.style_cache_dir
     _check(args, options)
     content = imaging.load_image(args.content)
     fetch_missing_styles(args)

@@ -123,7 +123,7 @@ def make_engine_painter(
         options = job_options(
             request, model=model, weights=weights, device=resolved, max_size=max_size
         )
-        options.extra["style_cache_dir"] = style_cache_dir
+        options.style_cache_dir = style_cache_dir
 
         def on_event(event: ProgressEvent) -> None:
             if (converted := job_event(event)) is not None:

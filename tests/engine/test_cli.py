@@ -107,7 +107,7 @@ def test_every_flag_reaches_its_option() -> None:
         style_layers=("relu1_1", "relu2_1"),
         style_layer_weights=(1.0, 0.5),
         precision="bf16",
-        extra={"style_cache": False},
+        style_cache=False,
     )
 
 

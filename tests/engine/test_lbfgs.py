@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from engine.lbfgs import BoxLBFGS, pyramid_preconditioner
+from engine.lbfgs import BatchBoxLBFGS, BoxLBFGS, pyramid_preconditioner
 
 
 def quadratic(target: torch.Tensor, scales: torch.Tensor):  # type: ignore[no-untyped-def]
@@ -64,3 +64,46 @@ def test_the_pyramid_preconditioner_is_symmetric_and_positive() -> None:
     u, v = (torch.randn((1, 3, 20, 30), generator=g) for _ in range(2))
     assert float((apply(u) * v).sum()) == pytest.approx(float((u * apply(v)).sum()), rel=1e-5)
     assert float((apply(u) * u).sum()) >= float((u * u).sum())  # P = I + PSD terms
+
+
+def test_batched_rows_follow_their_own_paths() -> None:
+    """Rows of one BatchBoxLBFGS are the problems run alone: same points, same losses, each with
+    its own memory and line search (row 1 is stiff enough to need halvings)."""
+    g = torch.Generator().manual_seed(3)
+    f64 = torch.float64
+    targets = torch.rand((3, 1, 8, 8), generator=g, dtype=f64) * 1.4 - 0.2
+    scales = torch.stack([torch.ones(1, 8, 8), torch.full((1, 8, 8), 1e6), torch.rand(1, 8, 8)])
+    scales = scales.to(f64) + 0.1
+
+    def evaluate(x: torch.Tensor, rows):  # type: ignore[no-untyped-def]
+        index = list(range(3)) if rows is None else list(rows)
+        diff = x - targets[index]
+        return (scales[index] * diff * diff).flatten(1).sum(1), 2 * scales[index] * diff
+
+    start = torch.full_like(targets, 0.45)
+    batch = BatchBoxLBFGS(start, evaluate, history=5)
+    together = torch.stack([batch.step() for _ in range(25)])
+    for row in range(3):
+        alone = BoxLBFGS(start[row : row + 1], quadratic(targets[row], scales[row]), history=5)
+        losses = [alone.step() for _ in range(25)]
+        assert together[:, row].tolist() == pytest.approx(losses, rel=1e-9, abs=1e-12)
+        assert torch.allclose(batch.x[row : row + 1], alone.x, atol=1e-9)
+
+
+def test_keep_drops_rows_and_the_rest_carry_on() -> None:
+    target = torch.linspace(0, 1, 2 * 16, dtype=torch.float64).reshape(2, 1, 4, 4)
+
+    def evaluate(x: torch.Tensor, rows):  # type: ignore[no-untyped-def]
+        index = list(range(kept.shape[0])) if rows is None else list(rows)
+        diff = x - kept[index]
+        return (diff * diff).flatten(1).sum(1), 2 * diff
+
+    kept = target
+    batch = BatchBoxLBFGS(torch.full_like(target, 0.5), evaluate)
+    batch.step()
+    batch.keep([1])
+    kept = target[1:]
+    for _ in range(20):
+        batch.step()
+    assert batch.x.shape[0] == 1
+    assert torch.allclose(batch.x, target[1:], atol=1e-6)

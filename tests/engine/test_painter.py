@@ -3,6 +3,7 @@ out-of-memory fallback, and one quality check with the trained VGG16 fixture."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from pathlib import Path
@@ -14,9 +15,11 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from engine import painter, style_cache
 from engine.errors import Cancelled
+from engine.job import Job
 from engine.model import VGGFeatures
-from engine.options import ProgressEvent, StyleInput, StylizeOptions
+from engine.options import BatchJob, ProgressEvent, StyleInput, StylizeOptions
 from engine.painter import stylize
+from engine.start import start_image
 
 
 def _count_forwards(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
@@ -108,9 +111,16 @@ def test_palette_init_keeps_the_photo_when_colours_are_preserved(
     photo: Image.Image, painting: Image.Image, tiny_options: StylizeOptions
 ) -> None:
     tiny_options.preserve_colors = "histogram"
-    run = painter._Run(photo, [StyleInput(painting)], tiny_options, None, None, None)
-    content = run.content_at(48)
-    assert torch.equal(run.initial(content, None), content)
+    job = Job.prepare(BatchJob(photo, [StyleInput(painting)], tiny_options))
+    content = job.content_at(48, torch.device("cpu"))
+    start = start_image(
+        content,
+        init=tiny_options.init,
+        preserve_colors=tiny_options.preserve_colors,
+        palette=job.main_style(),
+        generator=job.generator,
+    )
+    assert torch.equal(start, content)
 
 
 def test_same_seed_same_picture(
@@ -194,7 +204,7 @@ def test_style_targets_are_cached_in_memory_and_on_disk(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    tiny_options.extra["style_cache_dir"] = tmp_path / "style-cache"
+    tiny_options.style_cache_dir = tmp_path / "style-cache"
     calls = _count_forwards(monkeypatch)
     style = StyleInput(painting, cache_key="stripes@abc")
     first = stylize(photo, [style], tiny_options)
@@ -222,7 +232,7 @@ def test_uploaded_styles_are_not_cached(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    tiny_options.extra["style_cache_dir"] = tmp_path / "style-cache"
+    tiny_options.style_cache_dir = tmp_path / "style-cache"
     stylize(photo, [StyleInput(painting)], tiny_options)
     assert not (tmp_path / "style-cache").exists()
 
@@ -256,14 +266,14 @@ def test_out_of_memory_retries_smaller_and_says_so(
     monkeypatch: pytest.MonkeyPatch,
     test_device: str,
 ) -> None:
-    original = painter._Run.optimize_scale
+    original = painter._paint_scale
 
-    def flaky(self, index, side, *args):  # type: ignore[no-untyped-def]
-        if side == 64:
+    def flaky(ctx, jobs, reporters, index, *args):  # type: ignore[no-untyped-def]
+        if reporters[0].plan.sides[index] == 64:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return original(self, index, side, *args)
+        return original(ctx, jobs, reporters, index, *args)
 
-    monkeypatch.setattr(painter._Run, "optimize_scale", flaky)
+    monkeypatch.setattr(painter, "_paint_scale", flaky)
     events: list[ProgressEvent] = []
     result = stylize(photo, [StyleInput(painting)], tiny_options, progress=events.append)
     messages = [e.message for e in events if e.message]
@@ -281,7 +291,7 @@ def test_other_errors_are_not_swallowed(
     def broken(*args):  # type: ignore[no-untyped-def]
         raise RuntimeError("shape mismatch somewhere")
 
-    monkeypatch.setattr(painter._Run, "optimize_scale", broken)
+    monkeypatch.setattr(painter, "_paint_scale", broken)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         stylize(photo, [StyleInput(painting)], tiny_options)
 
@@ -303,3 +313,66 @@ def test_trained_features_move_the_style_a_long_way(shared_dir: Path, test_devic
     s0, s1 = start.report["final_losses"]["style"], run.report["final_losses"]["style"]
     assert s1 < s0 / 20, (s0, s1)
     assert run.report["final_losses"]["total"] < start.report["final_losses"]["total"] / 5
+
+
+def test_out_of_memory_at_a_coarse_scale_says_the_new_scale_count(
+    photo: Image.Image,
+    painting: Image.Image,
+    tiny_options: StylizeOptions,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = painter._paint_scale
+
+    def flaky(ctx, jobs, reporters, index, *args):  # type: ignore[no-untyped-def]
+        if reporters[0].plan.sides[index] == 48:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(ctx, jobs, reporters, index, *args)
+
+    monkeypatch.setattr(painter, "_paint_scale", flaky)
+    events: list[ProgressEvent] = []
+    result = stylize(photo, [StyleInput(painting)], tiny_options, progress=events.append)
+    told = next(i for i, e in enumerate(events) if e.message)
+    assert {e.scale_count for e in events[told:]} == {1}  # 48 and 64 px became one 36 px scale
+    assert result.report["schedule"]["sides_run"] == [36]
+    assert result.report["scales"][0]["steps_planned"] == 6
+    assert max(result.image.size) == 36
+
+
+def test_a_first_look_comes_before_the_first_step(
+    photo: Image.Image, painting: Image.Image, tiny_options: StylizeOptions
+) -> None:
+    tiny_options.tuning = dataclasses.replace(
+        tiny_options.tuning, first_look_side=40, first_look_steps=3
+    )
+    tiny_options.scales, tiny_options.steps = (64,), 6
+    events: list[ProgressEvent] = []
+    stylize(photo, [StyleInput(painting)], tiny_options, progress=events.append)
+    looks = [i for i, e in enumerate(events) if e.first_look]
+    first_step = next(i for i, e in enumerate(events) if e.step > 0)
+    assert len(looks) == 1 and looks[0] < first_step
+    look = events[looks[0]]
+    assert look.preview is not None and max(look.preview.size) == 40
+
+
+def test_no_first_look_without_a_listener_or_for_small_outputs(
+    photo: Image.Image,
+    painting: Image.Image,
+    tiny_options: StylizeOptions,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = _count_forwards(monkeypatch)
+    tiny_options.scales, tiny_options.steps = (64,), 2
+    events: list[ProgressEvent] = []
+    stylize(photo, [StyleInput(painting)], tiny_options, progress=events.append)  # 64 < 128
+    assert not any(e.first_look for e in events)
+    with_listener = len(calls)
+    tiny_options.tuning = dataclasses.replace(tiny_options.tuning, first_look_side=40)
+    stylize(photo, [StyleInput(painting)], tiny_options)
+    assert len(calls) == 2 * with_listener  # nobody listens: no extra passes
+
+
+def test_warm_up_loads_the_network_once(random_weights_vgg16: Path) -> None:
+    from engine.model import _cache
+
+    painter.warm_up("vgg16", str(random_weights_vgg16), "cpu", side=32)
+    assert any(key[0] == "vgg16" for key in _cache)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.options import StylizeOptions
-from engine.schedule import COARSE_FROM, QUALITY, fit, plan
+from engine.options import StylizeOptions, Tuning
+from engine.schedule import COARSE_FROM, QUALITY, fit, plan, shrink_after_oom
 
 
 @pytest.mark.parametrize("size", [128, 384, COARSE_FROM - 1])
@@ -46,7 +46,7 @@ def test_overrides() -> None:
     assert p.sides == (128, 256)  # sorted and capped at the output size
     assert plan(StylizeOptions(size=256, steps=9)).steps == (9,)
     assert plan(StylizeOptions(size=800, steps=9)).steps == (9, 9)
-    assert plan(StylizeOptions(size=256, extra={"tolerance": 0.0})).tolerance == 0.0
+    assert plan(StylizeOptions(size=256, tuning=Tuning(tolerance=0.0))).tolerance == 0.0
 
 
 @pytest.mark.parametrize(
@@ -60,3 +60,19 @@ def test_overrides() -> None:
 )
 def test_fit_keeps_aspect(size: tuple[int, int], side: int, expected: tuple[int, int]) -> None:
     assert fit(*size, side) == expected
+
+
+def test_out_of_memory_at_a_coarse_scale_caps_the_later_ones_and_keeps_their_budget() -> None:
+    p = plan(StylizeOptions(size=800))  # (400, 800) with (60, 120) steps
+    assert (p.sides, p.steps) == ((400, 800), (60, 120))
+    shrunk, resume = shrink_after_oom(p, 0, 300)
+    assert (shrunk.sides, shrunk.steps, resume) == ((300,), (120,), 0)
+    assert shrunk.tolerance == p.tolerance
+
+
+def test_out_of_memory_at_the_last_scale_keeps_the_finished_smaller_ones() -> None:
+    p = plan(StylizeOptions(size=256, scales=(64, 128, 256), steps=10))
+    shrunk, resume = shrink_after_oom(p, 2, 192)
+    assert (shrunk.sides, shrunk.steps, resume) == ((64, 128, 192), (10, 10, 10), 2)
+    shrunk, resume = shrink_after_oom(p, 2, 100)  # 128 no longer fits under 100 px
+    assert (shrunk.sides, resume) == ((64, 100), 1)

@@ -1,0 +1,138 @@
+"""The objective of a batch of jobs at one scale: each job's content features and blended style
+targets, stacked row by row into one `GatysLoss`.
+
+Style targets of a painting with a `cache_key` come from the style cache when they do not
+depend on the photo (colour mode off); everything else is computed here with the network in the
+run's precision. Content features are computed for the whole batch in one forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from engine import color
+from engine import device as devices
+from engine.errors import Cancelled
+from engine.job import MIN_SIDE, Job
+from engine.losses import GatysLoss, Targets, blend_targets, stack_targets, style_statistics
+from engine.model import VGGFeatures, weights_identity
+from engine.options import StyleInput
+from engine.start import resize, to_tensor
+from engine.style_cache import StyleCache, make_key
+
+
+class Context:
+    """What every piece of one batch shares: the network, device, precision, memory format.
+
+    `one_forward`: run the network once for the whole batch (the point of batching on a GPU),
+    or once per image. Per image is the CPU default: oneDNN picks different convolution kernels
+    for a batch than for one image at small sizes (features differ by ~1e-6 relative at
+    48-128 px), and L-BFGS amplifies that to 1e-3 within ten steps, so only per-image passes
+    keep a job's picture independent of the batch it was in; on 2 CPU cores a batched pass
+    gained nothing measurable per job anyway (bench/gpu_throughput.py)."""
+
+    def __init__(
+        self,
+        net: VGGFeatures,
+        device: torch.device,
+        precision: str,
+        one_forward: bool | None = None,
+    ) -> None:
+        self.net, self.device, self.precision = net, device, precision
+        self.fmt = devices.memory_format(device, precision)
+        self.one_forward = device.type != "cpu" if one_forward is None else one_forward
+
+    def features(
+        self, image: torch.Tensor, layers: Sequence[str], precision: str | None = None
+    ) -> dict[str, torch.Tensor]:
+        with devices.autocast(self.device, precision or self.precision):
+            if self.one_forward or image.shape[0] == 1:
+                return self.net(image.contiguous(memory_format=self.fmt), layers)
+            rows = [self.net(x.contiguous(memory_format=self.fmt), layers) for x in image.split(1)]
+            return {name: torch.cat([r[name] for r in rows]) for name in rows[0]}
+
+
+def _style_tensor(
+    job: Job, style: StyleInput, side: int, content: torch.Tensor, device: torch.device
+) -> torch.Tensor:
+    long_side = max(MIN_SIDE, round(side * job.options.style_scale))
+    tensor = to_tensor(resize(style.image.convert("RGB"), long_side), device)
+    mode = job.options.preserve_colors
+    if mode == "histogram":
+        tensor = color.match_histogram(tensor, content)
+    elif mode == "luminance":
+        tensor = color.match_luminance(color.luminance(tensor), color.luminance(content))
+    return tensor
+
+
+def style_targets(
+    ctx: Context,
+    job: Job,
+    side: int,
+    content: torch.Tensor,
+    precision: str,
+    cache: StyleCache | None,
+) -> tuple[Targets, int]:
+    """One job's blended targets at this scale (one row) and how many came from the cache."""
+    options, weights = job.options, job.weights
+    all_targets, blend, hits = [], [], 0
+    for style in job.styles:
+        if job.cancelled():
+            raise Cancelled("cancelled")
+        key = None
+        if style.cache_key and options.preserve_colors == "off" and cache is not None:
+            key = make_key(
+                cache_key=style.cache_key,
+                model=options.model,
+                weights=weights_identity(options.weights),
+                size=side,
+                style_scale=options.style_scale,
+                style_loss=weights.kind,
+                layers=weights.style_layers,
+                precision=precision,
+            )
+        targets = cache.get(key) if key and cache is not None else None
+        if targets is not None:
+            hits += 1
+            targets = {
+                layer: {k: v.to(ctx.device) for k, v in t.items()} for layer, t in targets.items()
+            }
+        else:
+            image = _style_tensor(job, style, side, content, ctx.device)
+            with torch.no_grad():
+                feats = ctx.features(image, weights.style_layers, precision)
+            targets = {n: style_statistics(f, weights.kind) for n, f in feats.items()}
+            if key and cache is not None:
+                cache.put(key, targets)
+        all_targets.append(targets)
+        blend.append(style.weight)
+    return blend_targets(all_targets, blend, weights.kind), hits
+
+
+def build(
+    ctx: Context,
+    jobs: Sequence[Job],
+    contents: torch.Tensor,
+    side: int,
+    precision: str,
+    caches: Sequence[StyleCache | None],
+) -> tuple[GatysLoss, list[int]]:
+    """The batch's objective at `side` (`contents`: the jobs' photos there, one row each) and
+    each job's count of cache hits."""
+    seen = torch.cat(
+        [
+            color.luminance(c) if job.options.preserve_colors == "luminance" else c
+            for job, c in zip(jobs, contents.split(1), strict=True)
+        ]
+    )
+    with torch.no_grad():
+        feats = ctx.features(seen, jobs[0].weights.content_layers, precision)
+    per_job = [
+        style_targets(ctx, job, side, c, precision, cache)
+        for job, c, cache in zip(jobs, contents.split(1), caches, strict=True)
+    ]
+    targets = stack_targets([t for t, _ in per_job])
+    loss = GatysLoss(ctx.net, [job.weights for job in jobs], feats, targets)
+    return loss, [hits for _, hits in per_job]

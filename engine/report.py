@@ -1,0 +1,139 @@
+"""What one job tells its caller while it is painted (progress events with an honest overall
+fraction and ETA) and after (the JSON-able run report). One `Reporter` per job, so a job in a
+batch hears only its own events."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from PIL import Image
+
+from engine import device as devices
+from engine.job import Job
+from engine.optimize import Lane, Outcome
+from engine.options import ProgressEvent
+
+PREVIEW_FRACTIONS = (1 / 3, 2 / 3)  # mid-scale previews, so one long scale still shows progress
+
+
+class Reporter:
+    def __init__(self, job: Job, started: float) -> None:
+        self.job, self.started = job, started
+        self.plan = job.plan  # replaced when an out-of-memory error shrinks the schedule
+        self.scales: list[dict[str, Any]] = []
+        self.oom: list[dict[str, int]] = []
+        self.cache_hits = 0
+        self.opt_started: float | None = None
+
+    def emit(self, **fields: Any) -> None:
+        if self.job.progress is None:
+            return
+        elapsed = time.perf_counter() - self.started
+        fraction = float(fields.pop("fraction", 0.0))
+        eta = None
+        if self.opt_started is not None and fraction > 0:
+            spent = time.perf_counter() - self.opt_started
+            eta = spent / fraction * (1 - fraction)
+        defaults: dict[str, Any] = {
+            "scale_index": 0,
+            "scale_count": len(self.plan.sides),
+            "size": self.job.options.size,
+            "step": 0,
+            "total_steps": 0,
+            "loss": None,
+        }
+        self.job.progress(
+            ProgressEvent(**{**defaults, **fields}, fraction=fraction, elapsed_s=elapsed, eta_s=eta)
+        )
+
+    def fraction(self, index: int, step: int) -> float:
+        """Overall progress after `step` steps of scale `index` (0-based), weighted by cost."""
+        costs = self.plan.costs(self.job.aspect)
+        done = sum(costs[:index]) + costs[index] * step / self.plan.steps[index]
+        return min(done / sum(costs), 1.0)
+
+    def lane(self, index: int, side: int, show: Callable[[torch.Tensor], Image.Image]) -> Lane:
+        """The job's lane for scale `index`: per-step events, previews a third and two thirds in."""
+        steps = self.plan.steps[index]
+
+        def on_step(step: int, loss: float, best: torch.Tensor | None) -> None:
+            self.emit(
+                stage="optimizing",
+                scale_index=index + 1,
+                size=side,
+                step=step,
+                total_steps=steps,
+                fraction=self.fraction(index, step),
+                loss=loss if loss == loss and abs(loss) != float("inf") else None,
+                preview=show(best) if best is not None else None,
+            )
+
+        preview_at = frozenset(max(1, round(steps * f)) for f in PREVIEW_FRACTIONS) - {steps}
+        return Lane(steps, self.plan.tolerance, self.job.cancel, on_step, preview_at)
+
+    def scale_done(self, index: int, side: int, out: Outcome, image: Image.Image) -> None:
+        assert out.best is not None
+        self.scales.append(
+            {
+                "size": side,
+                "width": out.best.shape[-1],
+                "height": out.best.shape[-2],
+                "steps_planned": self.plan.steps[index],
+                "steps_run": out.steps_run,
+                "evaluations": out.evaluations,
+                "seconds": round(out.seconds, 3),
+                "best_loss": out.best_loss,
+                "early_stopped": out.early_stopped,
+            }
+        )
+        self.emit(
+            stage="optimizing",
+            scale_index=index + 1,
+            size=side,
+            step=out.steps_run,
+            total_steps=self.plan.steps[index],
+            fraction=self.fraction(index, self.plan.steps[index]),
+            loss=out.best_loss,
+            preview=image,
+        )
+
+    def report(
+        self,
+        losses: dict[str, float],
+        image: Image.Image,
+        device: torch.device,
+        precision: str,
+        batch: int,
+    ) -> dict[str, Any]:
+        options = self.job.options
+        settings = dataclasses.asdict(options)
+        settings["scales"] = list(options.scales) if options.scales else None
+        job_plan = self.job.plan
+        return {
+            "settings": settings,
+            "loss_weights": self.job.weights.as_dict(),
+            "seed": self.job.seed,
+            "device": str(device),
+            "precision": precision,
+            "memory_format": "channels_last"
+            if devices.memory_format(device, precision) == torch.channels_last
+            else "contiguous",
+            "schedule": {
+                "sides": list(job_plan.sides),
+                "steps": list(job_plan.steps),
+                "tolerance": job_plan.tolerance,
+                "sides_run": list(self.plan.sides),
+            },
+            "scales": self.scales,
+            "output_size": list(image.size),
+            "final_losses": losses,
+            "wall_s": round(time.perf_counter() - self.started, 3),
+            "peak_memory": devices.peak_memory(device),
+            "oom_fallbacks": self.oom,
+            "style_cache_hits": self.cache_hits,
+            "batch_size": batch,
+        }
