@@ -28,7 +28,7 @@ async def help_command(update: Update, context: BotContext) -> None:
 
 
 async def styles(update: Update, context: BotContext) -> None:
-    from engine.gallery import contact_sheet
+    from engine.contact_sheet import contact_sheet
 
     paintings = context.services.paintings
     await context.bot.send_chat_action(context.chat_id, ChatAction.UPLOAD_PHOTO)

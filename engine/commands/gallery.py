@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine import gallery, imaging
+from engine import contact_sheet, gallery, imaging
 from engine.errors import OrsayError
 from engine.settings import Settings
 
@@ -97,7 +97,7 @@ def fetch_command(args: argparse.Namespace) -> int:
 
 def sheet_command(args: argparse.Namespace) -> int:
     imaging.output_format(args.output)
-    data = gallery.contact_sheet(
+    data = contact_sheet.contact_sheet(
         gallery.list_paintings(args.gallery_dir, present_only=True),
         columns=args.columns,
         thumb=args.thumb,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from engine import gallery, imaging
+from engine import contact_sheet, gallery, imaging
 from engine.errors import GalleryError, StyleNotFound
 from engine.gallery import Painting
 from engine.settings import load_settings
@@ -359,14 +359,14 @@ def test_contact_sheet_layout_placeholders_and_captions(gallery_at: Path, shared
     shutil.copy(shared_dir / "artworks" / "munch-the-scream.jpg", gallery_at)
     paintings = gallery.list_paintings(gallery_at)[:6]  # only The Scream (index 4) is present
     assert [p.path is not None for p in paintings] == [False] * 4 + [True, False]
-    sheet = Image.open(io.BytesIO(gallery.contact_sheet(paintings, columns=3, thumb=120)))
+    sheet = Image.open(io.BytesIO(contact_sheet.contact_sheet(paintings, columns=3, thumb=120)))
     assert sheet.format == "JPEG"
     pad, cell_w = 8, 128
     assert sheet.width == 3 * cell_w + pad
     cell_h = sheet.height // 2  # two rows of three
     # Missing files: gray placeholders; the present painting: not gray.
     center = (pad + 15, pad + 15)  # away from the "?" mark
-    assert sheet.getpixel(center) == pytest.approx(gallery.PLACEHOLDER, abs=6)
+    assert sheet.getpixel(center) == pytest.approx(contact_sheet.PLACEHOLDER, abs=6)
     scream = sheet.crop((pad + cell_w, pad + cell_h - 4, pad + cell_w + 120, pad + cell_h + 116))
     assert len(scream.getcolors(maxcolors=1 << 16) or []) > 500
     # Captions: dark ink below each thumbnail.
@@ -380,5 +380,5 @@ def test_contact_sheet_handles_unicode_and_many_columns(gallery_at: Path) -> Non
         "file\ttitle\tartist_or_author\tyear\na.png\tКрасный квадрат — étude\tМалевич\t1915\n"
     )
     [painting] = [p for p in gallery.list_paintings(gallery_at) if p.slug == "a"]
-    sheet = Image.open(io.BytesIO(gallery.contact_sheet([painting], columns=4, thumb=64)))
+    sheet = Image.open(io.BytesIO(contact_sheet.contact_sheet([painting], columns=4, thumb=64)))
     assert sheet.width < 2 * 64 + 32  # one painting: one column, not four
