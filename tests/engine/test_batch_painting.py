@@ -50,6 +50,8 @@ def _step_losses(events: list[ProgressEvent]) -> list[float]:
     return [losses[s] for s in sorted(losses)]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # 10 solo+batch runs: ~90 s on a quiet 2-core box, ~4 min on a busy one
 def test_a_job_in_a_batch_follows_its_path_alone(
     photo: Image.Image, painting: Image.Image, tiny_options: StylizeOptions
 ) -> None:
