@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT, skip_summary
+from tests.conftest import skip_summary
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # as tests/doubles/queue_helpers.py words it
 REDIS_REASON = (
