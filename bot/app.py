@@ -3,6 +3,7 @@ the start/stop plumbing shared by `orsay bot`, the tests and the load bench."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import logging
@@ -35,10 +36,11 @@ from bot.pacing import ForegroundFirstLimiter
 from bot.services import Services
 from bot.store import Store
 from bot.texts import LANGUAGES, t
-from engine.queue import JobQueue, Painter, QueueLimits, open_queue
+from engine.queue import JobQueue, Painter, QueueLimits, QueueUnavailable, open_queue
 
 log = logging.getLogger(__name__)
 COMMANDS = ("start", "help", "styles", "settings", "lang", "forget")
+RESUME_RETRY_S = (1.0, 10.0)  # back-off (first, most) for resuming while the queue is down
 
 
 def make_painter(settings: Settings) -> Painter:
@@ -107,7 +109,7 @@ def build_application(
         settings=settings,
         queue=queue,
         store=store,
-        follower=Follower(app.bot, queue, store),
+        follower=Follower(app.bot, queue, store, grace_s=settings.shutdown_grace_s),
         paintings=list_paintings(settings.gallery, present_only=True),
     )
     register(app)
@@ -177,7 +179,7 @@ async def on_startup(app: Application) -> None:
     for lang in LANGUAGES:
         commands = [BotCommand(c, t(lang, f"cmd_{c}")) for c in COMMANDS]
         await app.bot.set_my_commands(commands, language_code=None if lang == "en" else lang)
-    await resume(svc.follower, await svc.queue.undelivered())
+    svc.resuming = asyncio.get_running_loop().create_task(_resume_when_reachable(svc))
     if svc.settings.metrics_port is not None:
         from engine.observability.health import queue_check, start_health_server
 
@@ -187,9 +189,31 @@ async def on_startup(app: Application) -> None:
     log.info("bot started: %d paintings, api %s", len(svc.paintings), svc.settings.api_url)
 
 
+async def _resume_when_reachable(svc: Services) -> None:
+    """Follow every undelivered job again; while the queue is unreachable keep trying, so a bot
+    started during a Redis outage serves users ("temporarily unavailable") and catches up."""
+    backoff = RESUME_RETRY_S[0]
+    while True:
+        try:
+            jobs = await svc.queue.undelivered()
+        except QueueUnavailable:
+            log.warning("queue unreachable: undelivered jobs resume when it is back")
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RESUME_RETRY_S[1])
+            continue
+        await resume(svc.follower, jobs)
+        return
+
+
 async def on_stop(app: Application) -> None:
-    """Stop following jobs; they stay undelivered in the queue and resume on the next start."""
-    await app.bot_data["services"].follower.close()
+    """Stop following jobs; they stay undelivered in the queue and resume on the next start.
+    A result upload in flight gets the grace period first (Follower.close)."""
+    svc: Services = app.bot_data["services"]
+    if svc.resuming is not None:
+        svc.resuming.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await svc.resuming
+    await svc.follower.close()
 
 
 async def on_shutdown(app: Application) -> None:

@@ -4,6 +4,14 @@ One status message per job, edited in place (queued → progress → gone), at m
 `EDIT_INTERVAL_S` per chat however fast the painter reports; one preview photo replaced at the end
 of each scale; then the result, and only then `queue.acknowledge()`. The same code resumes jobs
 after a restart: the queue replays each job's state, the store remembers its messages.
+
+Delivery is at-least-once, with the duplicate window as small as the code can make it: the sent
+mark is saved (synchronously, before any other await) the moment `send_photo` returns, and on a
+graceful stop (`close()`) an upload in flight is allowed to finish within the grace period. Only
+a kill -9 between Telegram storing the photo and the bot hearing so resends it after a restart.
+
+While the queue is unreachable a delivery keeps waiting (the job is safe in Redis' append-only
+file) and tells its user once per outage that the picture is delayed, not lost.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from bot.store import JobMessages, Store
 from bot.texts import t
 from bot.tg import Blocked, call
 from engine.observability.logs import log_event
-from engine.queue import Job, JobEvent, JobQueue
+from engine.queue import Job, JobEvent, JobQueue, QueueUnavailable
 
 log = logging.getLogger(__name__)
 EDIT_INTERVAL_S = 3.0
@@ -33,6 +41,8 @@ BG: dict[str, Any] = {"rate_limit_args": True}  # background: user replies go fi
 QUIET_S = 1.0  # a job done this fast gets no status or preview messages, just its result
 BAR_WIDTH = 10
 _END = None  # end-of-stream marker in a follower's inbox
+HEALTH_EVERY_S = 1.0  # how often the follower checks the queue while it has jobs to follow
+RETRY_S = (1.0, 10.0)  # back-off (first, most) for a delivery whose queue calls fail
 
 
 def bar(fraction: float) -> str:
@@ -63,35 +73,82 @@ class ChatPacer:
 
 class Follower:
     """Starts and tracks one delivery task per job; `close()` stops them (jobs stay undelivered
-    in the queue, so the next start resumes them)."""
+    in the queue, so the next start resumes them), letting result uploads in flight finish first.
+
+    While it has jobs, one watcher task asks `queue.healthy()` every `HEALTH_EVERY_S`: each
+    outage gets a number (`outage`), and a delivery tells its user once per number."""
 
     def __init__(
-        self, bot: ExtBot[Any], queue: JobQueue, store: Store, pacer: ChatPacer | None = None
+        self,
+        bot: ExtBot[Any],
+        queue: JobQueue,
+        store: Store,
+        pacer: ChatPacer | None = None,
+        *,
+        grace_s: float = 5.0,
     ):
         self.bot, self.queue, self.store = bot, queue, store
         self.pacer = pacer or ChatPacer()
         self.quiet_s = QUIET_S
+        self.grace_s = grace_s
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.uploading: set[str] = set()  # jobs whose result is being sent: close() waits
+        self.down = False  # the watcher's latest verdict: the queue is unreachable
+        self.outage = 0  # numbers outages; a delivery tells its user once per number
+        self.told: dict[str, int] = {}  # job -> the outage its user was told about
+        self.watcher: asyncio.Task[None] | None = None
 
     def follow(self, job_id: str) -> None:
         if job_id not in self.tasks:
             task = asyncio.get_running_loop().create_task(self._guarded(job_id))
             self.tasks[job_id] = task
-            task.add_done_callback(lambda _: self.tasks.pop(job_id, None))
+            task.add_done_callback(lambda _: self._done(job_id))
+        if self.watcher is None or self.watcher.done():
+            self.watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    def _done(self, job_id: str) -> None:
+        self.tasks.pop(job_id, None)
+        self.told.pop(job_id, None)
 
     async def close(self) -> None:
-        tasks = list(self.tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Stop every delivery, except that a result upload in flight may finish within
+        `grace_s` (a deploy must not resend it: its sent mark is saved as soon as it returns)."""
+        if self.watcher is not None:
+            self.watcher.cancel()
+        tasks = list(self.tasks.items())
+        for job_id, task in tasks:
+            if job_id not in self.uploading:
+                task.cancel()
+        finishing = [task for job_id, task in tasks if job_id in self.uploading]
+        if finishing:
+            log.info("letting %d result upload(s) finish before stopping", len(finishing))
+            _, late = await asyncio.wait(finishing, timeout=self.grace_s)
+            for task in late:
+                task.cancel()
+        await asyncio.gather(*(task for _, task in tasks), return_exceptions=True)
+
+    async def _watch(self) -> None:
+        """Number the queue's outages while there are jobs to follow."""
+        while self.tasks:
+            healthy = await self.queue.healthy()
+            if not healthy and not self.down:
+                self.outage += 1
+                log.warning("the job queue is unreachable; deliveries wait for it")
+            elif healthy and self.down:
+                log.info("the job queue is back")
+            self.down = not healthy
+            await asyncio.sleep(HEALTH_EVERY_S)
+        self.down = False
 
     async def _guarded(self, job_id: str) -> None:
         """Deliver; a Telegram error that outlived the retry policy (bot.pacing) ends this try,
-        the job stays undelivered and the next start resumes it. Other failures (the queue's
-        event stream) get two more tries."""
-        for attempt in range(1, 4):
+        the job stays undelivered and the next start resumes it. An unreachable queue is waited
+        out with back-off (the job is safe there); other failures get two more tries."""
+        attempt, backoff = 1, RETRY_S[0]
+        delivery = Delivery(self, job_id)
+        while True:
             try:
-                await Delivery(self, job_id).run()
+                await delivery.run()
                 return
             except asyncio.CancelledError:
                 raise
@@ -101,9 +158,22 @@ class Follower:
             except TelegramError:
                 log.exception("delivery of job %s failed; it resumes on the next start", job_id)
                 return
+            except QueueUnavailable:
+                log.info("queue unreachable while delivering job %s; retrying", job_id)
+                if not self.down:  # heard before the watcher did
+                    self.down, self.outage = True, self.outage + 1
+                await delivery.tell_delayed()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RETRY_S[1])
+                delivery = delivery.again()
+                continue
             except Exception:
                 log.exception("delivery of job %s failed (attempt %d)", job_id, attempt)
+                if attempt == 3:
+                    return
                 await asyncio.sleep(2.0 * attempt)
+                attempt += 1
+                delivery = delivery.again()
 
     async def _forget_blocked(self, job_id: str) -> None:
         job = await self.queue.get(job_id)
@@ -115,11 +185,17 @@ class Follower:
         self.store.forget(user_id)
 
 
-async def _pump(events: AsyncIterator[JobEvent], inbox: asyncio.Queue[JobEvent | None]) -> None:
-    """Move events into a queue, so waiting on it with a timeout never cancels the stream."""
+Inbox = asyncio.Queue[JobEvent | QueueUnavailable | None]
+
+
+async def _pump(events: AsyncIterator[JobEvent], inbox: Inbox) -> None:
+    """Move events into a queue, so waiting on it with a timeout never cancels the stream; an
+    unreachable queue is handed on, for the delivery to wait it out and follow again."""
     try:
         async for event in events:
             inbox.put_nowait(event)
+    except QueueUnavailable as exc:
+        inbox.put_nowait(exc)
     finally:
         inbox.put_nowait(_END)
 
@@ -135,28 +211,56 @@ class Delivery:
         self.note: str | None = None  # the painter's latest message, shown under the progress
         self.quiet_until = time.monotonic() + follower.quiet_s
         self.shown: tuple[str, InlineKeyboardMarkup | None] | None = None
+        self.known: Job | None = None  # the job, once read from the queue
+        self.chat_id, self.lang = 0, "en"
+
+    @property
+    def job(self) -> Job:
+        assert self.known is not None, "run() reads the job first"
+        return self.known
+
+    def again(self) -> Delivery:
+        """A fresh try for the same job that keeps what this one knows (the job, what is shown)."""
+        fresh = Delivery(self.f, self.job_id)
+        fresh.known, fresh.chat_id, fresh.lang = self.known, self.chat_id, self.lang
+        fresh.shown, fresh.note, fresh.quiet_until = self.shown, self.note, self.quiet_until
+        return fresh
+
+    async def tell_delayed(self) -> None:
+        """Once per outage: the picture is delayed, not lost (it waits in the queue)."""
+        if self.known is None or self.f.told.get(self.job_id) == self.f.outage:
+            return
+        self.f.told[self.job_id] = self.f.outage
+        text = t(self.lang, "queue_delayed")
+        with contextlib.suppress(TelegramError):
+            await call(lambda: self.f.bot.send_message(self.chat_id, text, **BG))
 
     async def run(self) -> None:
         job = await self.f.queue.get(self.job_id)
         if job is None:
             self.f.store.drop_job(self.job_id)
             return
-        self.job, self.chat_id = job, job.request.chat_id
+        self.known, self.chat_id = job, job.request.chat_id
         self.lang = str(job.request.meta.get("lang", "en"))
         self.messages = self.f.store.job_messages(self.job_id)
         if self.messages.sent:  # delivered just before a crash, not yet acknowledged
             await self._finish()
             return
-        inbox: asyncio.Queue[JobEvent | None] = asyncio.Queue()
+        inbox: Inbox = asyncio.Queue()
         pump = asyncio.create_task(_pump(self.f.queue.events(self.job_id), inbox))
         try:
             while True:
-                timeout = self._wait_s()
+                due = self._wait_s()  # wake up at least as often as the watcher looks
+                timeout = HEALTH_EVERY_S if due is None else min(due, HEALTH_EVERY_S)
                 try:
                     event = await asyncio.wait_for(inbox.get(), timeout)
                 except TimeoutError:
+                    if self.f.down:
+                        await self.tell_delayed()
                     await self._flush()
                     continue
+                if isinstance(event, QueueUnavailable):
+                    raise event
                 if event is None:
                     raise RuntimeError("event stream ended before the job did")
                 if await self._on(event):
@@ -292,12 +396,20 @@ class Delivery:
         ).replace(" — \n", "\n")
         image = event.result
         markup = keyboards.result(self.lang, keep_colors)
-        await call(lambda: bot.send_photo(chat, image, caption=caption, reply_markup=markup, **BG))
-        if meta.get("as_file"):
-            name = f"orsay-{meta.get('slug') or 'own'}.jpg"
-            await call(lambda: bot.send_document(chat, image, filename=name, **BG))
-        self.messages.sent = True
-        self._save()
+        self.f.uploading.add(self.job_id)  # a graceful stop lets this finish (Follower.close)
+        try:
+            await call(
+                lambda: bot.send_photo(chat, image, caption=caption, reply_markup=markup, **BG)
+            )
+            # Telegram has it: mark it before any other await, so that only a kill -9 in the
+            # upload itself can resend it. The file copy below is a courtesy, never resent.
+            self.messages.sent = True
+            self._save()
+            if meta.get("as_file"):
+                name = f"orsay-{meta.get('slug') or 'own'}.jpg"
+                await call(lambda: bot.send_document(chat, image, filename=name, **BG))
+        finally:
+            self.f.uploading.discard(self.job_id)
         log_event(log, "job.delivered", job=self.job_id, user_id=self.job.request.user_id)
         await self._cleanup(delete_status=True)
         await self._finish()

@@ -31,6 +31,7 @@ class Services:
     paintings: list[Any]  # engine.gallery.Painting, present in the gallery folder
     albums: dict[str, Album] = field(default_factory=dict)
     health: Any = None  # aiohttp runner of /healthz, when ORSAY_METRICS_PORT is set
+    resuming: Any = None  # the task resuming undelivered jobs (it waits out a queue outage)
 
     def painting(self, slug: str) -> Any | None:
         return next((p for p in self.paintings if p.slug == slug), None)

@@ -75,6 +75,7 @@ too_many_jobs = You already have { $limit } { $limit ->
     } in progress. Wait for one to finish.
 queue_full = I am very busy right now. Please try again in a few minutes.
 queue_unavailable = I am temporarily unavailable. Please try again in a minute.
+queue_delayed = ⏳ I lost touch with my painters for a moment. Your picture is not lost: it will arrive when they are back.
 painter_error = something went wrong on my side. Please try again.
 worker_died = the painter stopped several times on this picture.
 style_not_found = that painting is no longer in the gallery. Please pick another one.

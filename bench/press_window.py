@@ -1,0 +1,148 @@
+"""How long a style press lives only in the bot's memory (issue 11, "a press is never lost").
+
+With long polling, Telegram forgets an update once the bot asks getUpdates with a higher offset,
+whether or not the bot has acted on it. PTB asks again as soon as a batch arrives, so a press is
+confirmed almost at once, while its job exists only once `submit` has returned (the callback is
+answered right after submit, so answerCallbackQuery marks that moment). A kill -9 between the two
+loses the press: Telegram will not resend it and there is no job.
+
+The bot runs as a real `orsay bot` process (embedded queue, stub painter) against the fake Bot
+API server from tests/doubles, here. Per press, from the server's clock, measured from the
+getUpdates response that delivered the press:
+  (a) confirm: the next getUpdates whose offset passes it (Telegram may drop it now);
+  (b) job:     answerCallbackQuery for it (submit has returned: the job exists);
+  window = (b) - (a): how long a kill -9 would lose the press (<= 0: never).
+
+    .venv/bin/python bench/press_window.py [--presses 30] [--concurrency 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from engine.settings import child_env, load_settings  # noqa: E402
+from tests.doubles.fake_telegram import TOKEN, FakeTelegram  # noqa: E402
+
+
+def photo(seed: int) -> bytes:
+    image = Image.frombytes("RGB", (160, 120), random.Random(seed).randbytes(160 * 120 * 3))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def record_deliveries(server: FakeTelegram) -> dict[int, float]:
+    """update_id -> when the getUpdates response carrying it left the server."""
+    delivered: dict[int, float] = {}
+    original = server._m_getUpdates
+
+    async def get_updates(p: dict[str, Any], f: dict[str, bytes]) -> Any:
+        result = await original(p, f)
+        now = time.monotonic()
+        for update in result:
+            delivered.setdefault(int(update["update_id"]), now)
+        return result
+
+    server._m_getUpdates = get_updates  # type: ignore[method-assign]
+    return delivered
+
+
+def first_call(server: FakeTelegram, method: str, match: Any) -> float | None:
+    return next((c.at for c in server.calls if c.method == method and match(c.params)), None)
+
+
+async def run(args: argparse.Namespace) -> int:
+    server = FakeTelegram()
+    await server.start()
+    delivered = record_deliveries(server)
+    shared = load_settings().shared_dir
+    env = child_env(
+        TELEGRAM_BOT_TOKEN=TOKEN,
+        ORSAY_BOT_API_URL=server.url,
+        ORSAY_DATA_DIR=tempfile.mkdtemp(prefix="orsay-press-window-"),
+        ORSAY_GALLERY_DIR=str(shared / "artworks"),
+        ORSAY_PAINTER="stub",
+        ORSAY_TELEGRAM_RATE="0",
+        ORSAY_LOG_LEVEL="WARNING",
+    )
+    proc = subprocess.Popen([sys.executable, "-m", "orsay", "bot"], cwd=REPO, env=env)
+    confirm: list[float] = []
+    job: list[float] = []
+    window: list[float] = []
+    photos = [photo(i) for i in range(args.presses)]
+    slot = asyncio.Semaphore(args.concurrency)
+    try:
+        await server.wait_for(lambda: server.calls_to("getUpdates"), timeout=60)
+
+        async def one(i: int) -> None:
+            async with slot:
+                user = server.user(200_000 + i)
+                user.photo(photos[i])
+                menu = await server.wait_for(lambda: user.menus(), 30)
+                await asyncio.sleep(random.Random(i).uniform(0.0, 0.3))  # off the poll's beat
+                query_id = user.press(menu[0], "rnd")
+                update_id = max(u["update_id"] for u in server._updates)
+
+                def seen() -> tuple[float, float] | None:
+                    a = first_call(
+                        server, "getUpdates", lambda p: int(p.get("offset") or 0) > update_id
+                    )
+                    b = first_call(
+                        server,
+                        "answerCallbackQuery",
+                        lambda p: p.get("callback_query_id") == query_id,
+                    )
+                    return (a, b) if a is not None and b is not None else None
+
+                a, b = await server.wait_for(seen, 30)
+                out = delivered[update_id]
+                confirm.append(a - out)
+                job.append(b - out)
+                window.append(b - a)
+
+        await asyncio.gather(*(one(i) for i in range(args.presses)))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(proc.wait, 30)
+        await server.stop()
+    print(f"presses={args.presses} concurrency={args.concurrency} (ms after the press's delivery)")
+    for name, values in (
+        ("(a) confirmed by next getUpdates", confirm),
+        ("(b) job exists (callback answer)", job),
+        ("window (b)-(a), press only in RAM", window),
+    ):
+        p50, p95, top = (1000 * v for v in (pct(values, 0.5), pct(values, 0.95), max(values)))
+        print(f"{name}: p50={p50:.1f}  p95={p95:.1f}  max={top:.1f}")
+    print(f"presses at risk (window > 0): {sum(w > 0 for w in window)}/{len(window)}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presses", type=int, default=30)
+    parser.add_argument("--concurrency", type=int, default=1, help="users pressing at once")
+    return asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
