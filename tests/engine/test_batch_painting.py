@@ -51,7 +51,7 @@ def _step_losses(events: list[ProgressEvent]) -> list[float]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # solo and batched runs for B = 1..4: ~4 min measured on a loaded 2-core box
+@pytest.mark.timeout(900)  # solo + batched runs, B = 1..4: ~4 min on a loaded 2-core box
 def test_a_job_in_a_batch_follows_its_path_alone(
     photo: Image.Image, painting: Image.Image, tiny_options: StylizeOptions
 ) -> None:
