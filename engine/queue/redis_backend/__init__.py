@@ -188,15 +188,19 @@ class RedisQueue:
                 else:
                     pipe.hdel(key, "request", "result")
                     pipe.expire(key, k.KEEP_RECORDS_S)
+                # in the same transaction: a crash here cannot leave a painting held forever
+                until = time.time() + self.retention_s if self.retention_s > 0 else 0
+                await self._release(job_id, shas_b, until, client=pipe)
                 await pipe.execute()
-            until = time.time() + self.retention_s if self.retention_s > 0 else 0
-            await self._release(job_id, shas_b, until)
 
-    async def _release(self, job_id: str, shas_b: bytes | None, until: float) -> None:
+    async def _release(
+        self, job_id: str, shas_b: bytes | None, until: float, client: Any = None
+    ) -> None:
         """End `job_id`'s hold on its blobs (`shas_b`: the record's `blobs` field) at `until`."""
         shas = [sha for sha in (text(shas_b) or "").split(",") if sha]
         if shas:
-            await self._scripts["RELEASE"](keys=k.blob_keys(shas), args=[job_id, until])
+            release = self._scripts["RELEASE"]
+            await release(keys=k.blob_keys(shas), args=[job_id, until], client=client)
 
     async def forget(self, user_id: int) -> None:
         with unavailable_on_error():
