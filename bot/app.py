@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import secrets
 import warnings
@@ -37,35 +36,11 @@ from bot.services import Services
 from bot.store import Store
 from bot.texts import LANGUAGES, t
 from engine.queue import JobQueue, Painter, QueueLimits, QueueUnavailable, open_queue
+from engine.queue.painters import make_painter
 
 log = logging.getLogger(__name__)
 COMMANDS = ("start", "help", "styles", "settings", "lang", "forget")
 RESUME_RETRY_S = (1.0, 10.0)  # back-off (first, most) for resuming while the queue is down
-
-
-def make_painter(settings: Settings) -> Painter:
-    """The painter for the embedded queue: the engine, or a dev/test painter by name
-    (`ORSAY_PAINTER=stub` or `module:factory`)."""
-    spec = settings.painter
-    if spec == "stub":
-        from engine.queue.stub_painter import StubPainter
-
-        return StubPainter()
-    if spec:
-        module, _, name = spec.partition(":")
-        factory = getattr(importlib.import_module(module), name or "make_painter")
-        painter: Painter = factory()
-        return painter
-    from engine.queue.painter import make_engine_painter
-
-    return make_engine_painter(
-        settings.model,
-        settings.weights,
-        settings.device,
-        settings.max_size,
-        gallery=settings.gallery,
-        style_cache_dir=settings.style_cache_dir,
-    )
 
 
 def build_application(

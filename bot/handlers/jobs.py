@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from pathlib import Path
 
 from bot.context import BotContext
 from bot.store import OWN_STYLE
@@ -23,6 +25,16 @@ log = logging.getLogger(__name__)
 async def say(context: BotContext, text: str, **kwargs: object) -> None:
     """Send `text` to the chat this update (or timer) belongs to."""
     await context.bot.send_message(context.chat_id, text, **kwargs)  # type: ignore[arg-type]
+
+
+async def read_painting(path: Path | None) -> bytes | None:
+    """A gallery file's bytes, read off the event loop; None if it cannot be read."""
+    if path is None:
+        return None
+    try:
+        return await asyncio.to_thread(path.read_bytes)
+    except OSError:
+        return None
 
 
 async def paint_stored_photo(context: BotContext, style: str) -> None:
@@ -52,7 +64,14 @@ async def submit(context: BotContext, lang: str, photo: bytes, style: str) -> No
         if painting is None:
             await say(context, t(lang, "gone"))
             return
-        choice = StyleChoice(slug=style)
+        # the painting's bytes travel with the job, so a worker needs no gallery of its own
+        # (the queue stores them once, by sha256); slug, title and artist are for the caption
+        image = await read_painting(painting.path)
+        if image is None:  # the file went away since the gallery was listed
+            log_event(log, "job.painting_unreadable", level=logging.WARNING, style=style)
+            await say(context, t(lang, "gone"))
+            return
+        choice = StyleChoice(slug=style, image=image)
         meta.update(title=painting.title, artist=painting.artist)
     options = JobOptions(
         size=svc.settings.size_for(prefs.quality),

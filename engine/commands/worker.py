@@ -46,8 +46,9 @@ def register(subparsers: Any, settings: Settings) -> None:
         help="seconds between looks at the queue when idle",
     )  # fmt: skip
     parser.add_argument(
-        "--stub-painter", action="store_true", help="fake painter for tests and benchmarks"
-    )
+        "--stub-painter", action="store_true",
+        help="fake painter for tests and benchmarks (or ORSAY_PAINTER=stub|module:factory)",
+    )  # fmt: skip
     parser.add_argument("--stub-steps", type=int, default=4)
     parser.add_argument("--stub-step-s", type=float, default=0.0)
     parser.set_defaults(run=run)
@@ -70,16 +71,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
         painter = StubPainter(steps=args.stub_steps, step_s=args.stub_step_s)
     else:
-        from engine.queue.painter import make_engine_painter
+        from engine.queue.painters import make_painter
 
-        painter = make_engine_painter(
-            args.model,
-            args.weights,
-            args.device,
-            args.max_size,
-            gallery=settings.gallery,
-            style_cache_dir=settings.style_cache_dir,
-        )
+        # ORSAY_PAINTER (stub, module:factory) as in `orsay bot`; else the engine, with the flags
+        # (which default to the settings) deciding model, weights, device and size
+        engine = {"model": args.model, "weights": args.weights, "device": args.device}
+        painter = make_painter(settings.model_copy(update={**engine, "max_size": args.max_size}))
     config = WorkerConfig(
         url=args.queue,
         lease_s=args.lease,

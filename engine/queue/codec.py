@@ -31,7 +31,8 @@ def encode_request(request: JobRequest) -> bytes:
         "chat_id": request.chat_id,
         "content": _b64(request.content),
         "styles": [
-            {"slug": s.slug, "image": _b64(s.image), "weight": s.weight} for s in request.styles
+            {"slug": s.slug, "image": _b64(s.image), "weight": s.weight, "sha256": s.sha256}
+            for s in request.styles
         ],
         "options": asdict(request.options),
         "meta": request.meta,
@@ -46,7 +47,12 @@ def decode_request(data: bytes) -> JobRequest:
         chat_id=int(doc["chat_id"]),
         content=_unb64(doc["content"]) or b"",
         styles=[
-            StyleChoice(slug=s["slug"], image=_unb64(s["image"]), weight=float(s["weight"]))
+            StyleChoice(
+                slug=s["slug"],
+                image=_unb64(s["image"]),
+                weight=float(s["weight"]),
+                sha256=s.get("sha256"),  # absent in jobs queued before blobs
+            )
             for s in doc["styles"]
         ],
         options=JobOptions(**doc["options"]),
@@ -56,7 +62,10 @@ def decode_request(data: bytes) -> JobRequest:
 
 def strip_request(request: JobRequest) -> JobRequest:
     """The request without its pictures: what is kept once a job is delivered (no retention)."""
-    styles = [StyleChoice(slug=s.slug, image=None, weight=s.weight) for s in request.styles]
+    styles = [
+        StyleChoice(slug=s.slug, image=None, weight=s.weight, sha256=s.sha256)
+        for s in request.styles
+    ]
     return JobRequest(
         user_id=request.user_id,
         chat_id=request.chat_id,

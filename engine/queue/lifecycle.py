@@ -14,10 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from engine.errors import Cancelled, OrsayError
+from engine.observability.logs import log_event
 from engine.queue.seam import Job, JobEvent, JobRequest, JobState, Painter, ProgressCallback
 
 log = logging.getLogger(__name__)
@@ -52,11 +54,21 @@ def run_painter(
         return Outcome(JobState.CANCELLED)
     except OrsayError as exc:
         reason = getattr(exc, "code", None) or PAINTER_ERROR
-        log.warning("job %s failed: %s (%s: %s)", job_id, reason, type(exc).__name__, exc)
+        log_failure(job_id, reason, f"{type(exc).__name__}: {exc}")
         return Outcome(JobState.FAILED, reason=reason)
-    except Exception:
-        log.exception("job %s failed: %s (painter bug)", job_id, PAINTER_ERROR)
+    except Exception as exc:
+        log_failure(job_id, PAINTER_ERROR, f"{type(exc).__name__}: {exc}", trace=True)
         return Outcome(JobState.FAILED, reason=PAINTER_ERROR)
+
+
+def log_failure(job_id: str, reason: str, cause: str, *, trace: bool = False) -> None:
+    """One logfmt line per failed job: `event=job.failed job=<id> reason=<code> cause=...`,
+    the same from both backends, so an operator can grep a worker's log by job or by reason;
+    `trace` adds the traceback (a painter bug)."""
+    fields = {"job": job_id, "reason": reason, "cause": cause}
+    if trace:
+        fields["exc"] = traceback.format_exc()
+    log_event(log, "job.failed", level=logging.ERROR if trace else logging.WARNING, **fields)
 
 
 def settle(outcome: Outcome, interrupted: Interruption) -> Outcome | None:

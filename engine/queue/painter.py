@@ -18,6 +18,7 @@ from PIL import Image
 
 from engine.options import ProgressEvent, StyleInput, StylizeOptions
 from engine.presets import DEFAULT_QUALITY, QUALITIES, strength_value
+from engine.queue import blobs
 from engine.queue.seam import JobEvent, JobRequest, Painter, ProgressCallback, StyleChoice
 
 PREVIEW_SIDE = 256  # previews are for a chat bubble, not for keeping
@@ -82,11 +83,17 @@ def job_options(
 
 
 def style_input(choice: StyleChoice, gallery: Path) -> StyleInput:
-    """A gallery slug (whose style targets the engine caches) or an uploaded picture."""
+    """A gallery painting that travelled with the job (its style targets cached under its
+    sha256, so any worker shares them whatever its gallery holds), an uploaded picture (never
+    cached on disk: /forget must remove the user's data), or a bare slug from a job queued before
+    paintings travelled with their jobs, looked up in this worker's own gallery."""
     from engine.imaging import load_image
 
     if choice.image is not None:
-        return StyleInput(load_image(choice.image), weight=choice.weight)
+        key = None
+        if choice.slug is not None:  # a gallery painting, not the user's own picture
+            key = blobs.cache_key(choice.sha256 or blobs.digest(choice.image))
+        return StyleInput(load_image(choice.image), weight=choice.weight, cache_key=key)
     if not choice.slug or not SLUG.fullmatch(choice.slug):
         # load_style() also opens file paths; a slug from a chat must never name a file
         from engine.errors import StyleNotFound

@@ -40,11 +40,15 @@ TERMINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED}
 
 @dataclass
 class StyleChoice:
-    """A gallery painting (`slug`) or an uploaded picture (`image`, encoded bytes)."""
+    """A gallery painting (`slug`, with its file's bytes in `image` so any worker can paint it)
+    or an uploaded picture (`image` only). `sha256` names a gallery painting's bytes while the
+    queue stores them apart from the job (engine.queue.blobs). A bare `slug` (jobs queued before
+    paintings travelled with them) is looked up in the worker's own gallery."""
 
     slug: str | None = None
     image: bytes | None = None
     weight: float = 1.0
+    sha256: str | None = None
 
 
 @dataclass

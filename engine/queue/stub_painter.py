@@ -41,7 +41,8 @@ def result_colour(request: JobRequest) -> tuple[int, int, int]:
     h = hashlib.sha256(request.content)
     for style in request.styles:
         h.update((style.slug or "").encode())
-        h.update(style.image or b"")
+        if style.slug is None:  # an upload; a gallery painting is its slug, bytes sent or not
+            h.update(style.image or b"")
     d = h.digest()
     return d[0], d[1], d[2]
 

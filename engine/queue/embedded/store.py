@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.observability import metrics
+from engine.queue import blobs
 from engine.queue.codec import decode_request, encode_request, strip_request
 from engine.queue.lifecycle import WORKER_DIED, Outcome
 from engine.queue.limits import QueueLimits
@@ -58,7 +59,20 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, seq);
 CREATE INDEX IF NOT EXISTS jobs_user ON jobs (user_id, state);
 CREATE INDEX IF NOT EXISTS jobs_delivered ON jobs (delivered);
+-- gallery paintings, stored once however many jobs need them (engine.queue.blobs)
+CREATE TABLE IF NOT EXISTS blobs (sha256 TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS job_blobs (
+    job_id TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (job_id, sha256)
+);
+CREATE INDEX IF NOT EXISTS job_blobs_sha ON job_blobs (sha256);
 """
+# A blob lives while a job that still holds its pictures (request not NULL) refers to it.
+DROP_BLOBS = (
+    "DELETE FROM job_blobs WHERE job_id NOT IN (SELECT id FROM jobs WHERE request IS NOT NULL)",
+    "DELETE FROM blobs WHERE sha256 NOT IN (SELECT sha256 FROM job_blobs)",
+)
 ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
 KEEP_RECORDS_S = 2 * 86400  # metadata of delivered jobs, for stats
 PURGE_EVERY_S = 60.0
@@ -169,6 +183,7 @@ class Store:
     def submit(self, request: JobRequest) -> tuple[str, int]:
         conn = self.conn
         job_id = uuid.uuid4().hex
+        stored, shared = blobs.split(request)
         with transaction(conn):
             active = conn.execute(
                 "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND state IN (?, ?)",
@@ -187,10 +202,13 @@ class Store:
                     request.user_id,
                     request.chat_id,
                     time.time(),
-                    encode_request(request),
-                    encode_request(strip_request(request)),
+                    encode_request(stored),
+                    encode_request(strip_request(stored)),
                 ),
             )
+            for sha, data in shared.items():
+                conn.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?)", (sha, data))
+                conn.execute("INSERT INTO job_blobs (job_id, sha256) VALUES (?, ?)", (job_id, sha))
             order = self.order()
         metrics.QUEUE_LENGTH.set(queued + 1)
         return job_id, order.index(job_id) + 1
@@ -240,6 +258,7 @@ class Store:
                 "UPDATE jobs SET request = NULL, result = NULL WHERE id = ? AND delivered = 1",
                 (job_id,),
             )
+            self._drop_blobs()
         elif now - self._last_purge > PURGE_EVERY_S:
             self._purge(now)
 
@@ -255,6 +274,13 @@ class Store:
             "DELETE FROM jobs WHERE delivered = 1 AND finished_at < ?",
             (now - max(self.retention_s, KEEP_RECORDS_S),),
         )
+        self._drop_blobs()
+
+    def _drop_blobs(self) -> None:
+        """Delete the blobs no job with pictures still needs (their last job's data is gone)."""
+        with transaction(self.conn):
+            for statement in DROP_BLOBS:
+                self.conn.execute(statement)
 
     def forget(self, user_id: int) -> list[tuple[str, JobState]]:
         """Delete every record of `user_id`; returns their active jobs and states."""
@@ -265,6 +291,7 @@ class Store:
                 (user_id, *ACTIVE),
             ).fetchall()
             conn.execute("DELETE FROM jobs WHERE user_id = ?", (user_id,))
+        self._drop_blobs()
         self.update_gauges()
         return [(job_id, JobState(state)) for job_id, state in rows]
 
@@ -320,8 +347,15 @@ class Store:
                 " WHERE id = ?",
                 (now, job_id),
             )
+            shas = blobs.needed(stored := decode_request(request))
+            found = dict(
+                conn.execute(
+                    f"SELECT sha256, data FROM blobs WHERE sha256 IN ({','.join('?' * len(shas))})",
+                    shas,
+                ).fetchall()
+            )
         self.update_gauges()
-        return job_id, decode_request(request), created, now
+        return job_id, blobs.join(stored, found), created, now
 
     def hand_back(self, job_id: str) -> None:
         """Back in line after a shutdown interrupted it; the try is not counted."""

@@ -16,7 +16,15 @@ from pathlib import Path
 from engine.observability import metrics
 from engine.queue.embedded.events import EventHub
 from engine.queue.embedded.store import Store
-from engine.queue.lifecycle import Interruption, run_painter, settle, stamp, terminal_event
+from engine.queue.lifecycle import (
+    TIMEOUT,
+    Interruption,
+    log_failure,
+    run_painter,
+    settle,
+    stamp,
+    terminal_event,
+)
 from engine.queue.limits import QueueLimits
 from engine.queue.policy import RunTimes
 from engine.queue.seam import JobEvent, JobRequest, JobState, Painter
@@ -135,7 +143,8 @@ class PainterThread:
             log.info("job %s handed back to the queue on shutdown", job_id)
             return
         if why == "timeout":
-            log.warning("job %s failed: timeout after %.0f s", job_id, self.job_timeout_s or 0)
+            cause = f"ran past the job timeout ({self.job_timeout_s or 0:.0f} s)"
+            log_failure(job_id, TIMEOUT, cause)
         finished = time.time()
         store.finish(job_id, outcome, finished)
         metrics.JOBS.labels(state=outcome.state.value).inc()

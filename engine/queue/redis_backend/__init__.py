@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from engine.observability import metrics
+from engine.queue import blobs
 from engine.queue.codec import encode_event, encode_request, strip_request
 from engine.queue.limits import QueueLimits
 from engine.queue.redis_backend import keys as k
@@ -74,7 +75,7 @@ class RedisQueue:
         """Connects lazily: a bot may start while Redis is still down and recover later."""
         self._redis = connect(self.url)
         self.follow_client = connect(self.url, max_connections=FOLLOWERS_MAX, wait_s=None)
-        for name in ("SUBMIT", "CANCEL"):
+        for name in ("SUBMIT", "CANCEL", "RELEASE"):
             self._scripts[name] = self._redis.register_script(getattr(scripts, name))
         try:
             await self._redis.ping()
@@ -91,6 +92,8 @@ class RedisQueue:
 
     async def submit(self, request: JobRequest) -> tuple[str, int]:
         job_id = uuid.uuid4().hex
+        stored, shared = blobs.split(request)
+        shas = list(shared)
         keys = [
             k.job_key(job_id),
             k.QUEUED,
@@ -98,16 +101,19 @@ class RedisQueue:
             k.user_key(request.user_id),
             k.UNDELIVERED,
             k.LINE,
+            *k.blob_keys(shas),
         ]
-        args = [
+        args: list[Any] = [
             job_id,
             self.limits.per_user,
             self.limits.max_queue,
             repr(time.time()),
             request.user_id,
             request.chat_id,
-            encode_request(request),
-            encode_request(strip_request(request)),
+            encode_request(stored),
+            encode_request(strip_request(stored)),
+            ",".join(shas),
+            *shared.values(),
         ]
         with unavailable_on_error():
             position = (await self._scripts["SUBMIT"](keys=keys, args=args))[0]
@@ -169,7 +175,8 @@ class RedisQueue:
     async def acknowledge(self, job_id: str) -> None:
         key = k.job_key(job_id)
         with unavailable_on_error():
-            state = text(await self.redis.hget(key, "state"))
+            state_b, shas_b = await self.redis.hmget(key, ["state", "blobs"])
+            state = text(state_b)
             if state is None or JobState(state) not in TERMINAL_STATES:
                 return
             async with self.redis.pipeline(transaction=True) as pipe:
@@ -181,13 +188,26 @@ class RedisQueue:
                 else:
                     pipe.hdel(key, "request", "result")
                     pipe.expire(key, k.KEEP_RECORDS_S)
+                # in the same transaction: a crash here cannot leave a painting held forever
+                until = time.time() + self.retention_s if self.retention_s > 0 else 0
+                await self._release(job_id, shas_b, until, client=pipe)
                 await pipe.execute()
+
+    async def _release(
+        self, job_id: str, shas_b: bytes | None, until: float, client: Any = None
+    ) -> None:
+        """End `job_id`'s hold on its blobs (`shas_b`: the record's `blobs` field) at `until`."""
+        shas = [sha for sha in (text(shas_b) or "").split(",") if sha]
+        if shas:
+            release = self._scripts["RELEASE"]
+            await release(keys=k.blob_keys(shas), args=[job_id, until], client=client)
 
     async def forget(self, user_id: int) -> None:
         with unavailable_on_error():
             ids = [text(i) or "" for i in await self.redis.smembers(k.user_key(user_id))]
             for job_id in ids:
                 await self.cancel(job_id)  # a running one: its worker stops it
+                await self._release(job_id, await self.redis.hget(k.job_key(job_id), "blobs"), 0)
             async with self.redis.pipeline(transaction=True) as pipe:
                 for job_id in ids:  # followers still hear `cancelled`; the stream expires soon
                     gone = encode_event(JobEvent(job_id, "cancelled"))

@@ -15,6 +15,10 @@ is ours, and nothing of ours is anybody else's: the waiting line has one source 
     orsay:waits           list    recent wait seconds, newest first (stats)
     orsay:workers         zset    worker name -> last heartbeat (unix s)
     orsay:day:<YYYYMMDD>  hash    jobs finished that day, by state
+    orsay:blob:<sha256>   string  a gallery painting's bytes, stored once (engine.queue.blobs)
+    orsay:blobrefs:<sha>  zset    the jobs that need that blob -> until when (unix s; +inf
+                                  while the job keeps its pictures). Blob and refs expire with
+                                  the last deadline and are deleted with the last reference.
 
 Fair order: a job's score is `submit_ms - (MAX_RANK - rank) * RANK_SPAN_MS`, rank being its place
 among its user's waiting jobs, so every user's first waiting job sorts before anybody's second
@@ -39,6 +43,8 @@ LEASE_PREFIX = PREFIX + "lease:"
 ACTIVE_PREFIX = PREFIX + "active:"
 USER_PREFIX = PREFIX + "user:"
 DAY_PREFIX = PREFIX + "day:"
+BLOB_PREFIX = PREFIX + "blob:"
+BLOB_REFS_PREFIX = PREFIX + "blobrefs:"
 
 RANK_SPAN_MS = 10_000_000_000  # ~115 days: ranks never mix for jobs submitted within that span
 MAX_RANK = 100
@@ -73,3 +79,16 @@ def user_key(user_id: int | str) -> str:
 
 def day_key(ts: float) -> str:
     return f"{DAY_PREFIX}{datetime.fromtimestamp(ts):%Y%m%d}"
+
+
+def blob_key(sha256: str) -> str:
+    return BLOB_PREFIX + sha256
+
+
+def blob_refs_key(sha256: str) -> str:
+    return BLOB_REFS_PREFIX + sha256
+
+
+def blob_keys(shas: list[str]) -> list[str]:
+    """KEYS for SUBMIT's and RELEASE's blob part: blob, refs, blob, refs, ..."""
+    return [key for sha in shas for key in (blob_key(sha), blob_refs_key(sha))]

@@ -39,8 +39,9 @@ local function say(events, doc)
 end
 """
 
-# KEYS: job, queued, active, user, undelivered, line
-# ARGV: id, per_user, max_queue, created_at, user_id, chat_id, request, summary
+# KEYS: job, queued, active, user, undelivered, line, then blob, refs per blob (keys.blob_keys)
+# ARGV: id, per_user, max_queue, created_at, user_id, chat_id, request, summary, blob shas
+#       (comma-separated), then each blob's bytes
 # -> {position, score} or {-1} (per-user limit) or {-2} (queue full)
 SUBMIT = f"""
 {_LINE}
@@ -57,7 +58,14 @@ local now_ms = string.format('%.3f', tonumber(t[1]) * 1000 + tonumber(t[2]) / 10
 local score = string.format('%.3f', tonumber(now_ms) - ({k.MAX_RANK} - rank) * SPAN)
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'user_id', ARGV[5], 'chat_id', ARGV[6],
   'state', 'queued', 'created_at', ARGV[4], 'attempts', 0, 'request', ARGV[7],
-  'summary', ARGV[8], 'submit_ms', now_ms, 'delivered', 0)
+  'summary', ARGV[8], 'submit_ms', now_ms, 'delivered', 0, 'blobs', ARGV[9])
+for i = 10, #ARGV do
+  local blob, refs = KEYS[7 + (i - 10) * 2], KEYS[8 + (i - 10) * 2]
+  if redis.call('EXISTS', blob) == 1 then redis.call('PERSIST', blob)
+  else redis.call('SET', blob, ARGV[i]) end
+  redis.call('ZADD', refs, 'inf', ARGV[1])
+  redis.call('PERSIST', refs)
+end
 redis.call('ZADD', KEYS[2], score, ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[1])
@@ -154,5 +162,32 @@ enter_line(KEYS[2], '{k.ACTIVE_PREFIX}' .. user, ARGV[1], redis.call('HGET', KEY
 redis.call('SREM', KEYS[3], ARGV[1])
 redis.call('DEL', KEYS[5])
 moved(KEYS[4], ARGV[1])
+return 1
+"""
+
+# KEYS: blob, refs per blob (keys.blob_keys). ARGV: id, until (unix s; 0: the job's pictures are
+# gone now). The job's reference ends then; a blob whose references all ended is deleted, else it
+# expires with its last reference (so retention needs no sweeper).
+RELEASE = """
+local now = tonumber(redis.call('TIME')[1])
+for i = 1, #KEYS, 2 do
+  local blob, refs = KEYS[i], KEYS[i + 1]
+  if tonumber(ARGV[2]) <= 0 then redis.call('ZREM', refs, ARGV[1])
+  else redis.call('ZADD', refs, 'XX', ARGV[2], ARGV[1]) end
+  redis.call('ZREMRANGEBYSCORE', refs, '-inf', now)
+  if redis.call('ZCARD', refs) == 0 then
+    redis.call('DEL', blob, refs)
+  else
+    local last = redis.call('ZRANGE', refs, -1, -1, 'WITHSCORES')[2]
+    if last == 'inf' then
+      redis.call('PERSIST', blob)
+      redis.call('PERSIST', refs)
+    else
+      local at = math.ceil(tonumber(last))
+      redis.call('EXPIREAT', blob, at)
+      redis.call('EXPIREAT', refs, at)
+    end
+  end
+end
 return 1
 """

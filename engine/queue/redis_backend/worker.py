@@ -25,11 +25,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from engine.observability import metrics
+from engine.queue import blobs
 from engine.queue.codec import decode_request, encode_event
 from engine.queue.lifecycle import (
+    TIMEOUT,
     WORKER_DIED,
     Interruption,
     Outcome,
+    log_failure,
     run_painter,
     settle,
     stamp,
@@ -39,7 +42,7 @@ from engine.queue.limits import QueueLimits
 from engine.queue.redis_backend import keys as k
 from engine.queue.redis_backend import scripts
 from engine.queue.redis_backend.store import DOWN_ERRORS, connect, text
-from engine.queue.seam import JobEvent, JobState, Painter
+from engine.queue.seam import JobEvent, JobRequest, JobState, Painter
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 5.0
@@ -138,7 +141,7 @@ class RedisWorker:
         try:
             if request_b is None:  # forgotten between the claim and now
                 return
-            outcome = await self._run_painter(job, decode_request(request_b))
+            outcome = await self._run_painter(job, await self._with_blobs(request_b))
         finally:
             metrics.RUNNING_JOBS.dec()
         if outcome is None:
@@ -146,8 +149,16 @@ class RedisWorker:
             log.info("job %s handed back to the queue on shutdown", job_id)
             return
         if job.why == "timeout":
-            log.warning("job %s failed: timeout after %.0f s", job_id, self.config.job_timeout_s)
+            cause = f"ran past the job timeout ({self.config.job_timeout_s:.0f} s)"
+            log_failure(job_id, TIMEOUT, cause)
         await self._finish(job_id, text(user_id) or "", outcome, attempts=attempts, job=job)
+
+    async def _with_blobs(self, request_b: bytes) -> JobRequest:
+        """The stored request with its paintings' bytes back in (engine.queue.blobs)."""
+        request = decode_request(request_b)
+        shas = blobs.needed(request)
+        found = await self.redis.mget([k.blob_key(sha) for sha in shas]) if shas else []
+        return blobs.join(request, dict(zip(shas, found, strict=True)))
 
     async def _run_painter(self, job: _Running, request: Any) -> Outcome | None:
         loop = asyncio.get_running_loop()
@@ -286,7 +297,7 @@ class RedisWorker:
                 continue
             attempts = int(attempts_b)
             if attempts >= self.config.limits.max_attempts:
-                log.warning("job %s failed: %s (%d tries)", job_id, WORKER_DIED, attempts)
+                log_failure(job_id, WORKER_DIED, f"its worker died {attempts} times")
                 outcome = Outcome(JobState.FAILED, reason=WORKER_DIED)
                 user = text(user_b) or ""
                 await self._finish(job_id, user, outcome, attempts=attempts, expired_only=True)

@@ -9,6 +9,7 @@ import logging
 import pytest
 from prometheus_client import REGISTRY
 
+from engine.observability.logs import LogfmtFormatter
 from engine.queue import JobEvent, JobState
 from engine.queue.stub_painter import OOM_MESSAGE, StubPainter
 from tests.doubles.queue_helpers import ErrorPainter, QueueFactory, request
@@ -77,8 +78,10 @@ async def test_reason_codes_are_kept_and_logged(
     assert replayed == [live]
     job = await queue.get(job_id)
     assert job is not None and job.state == JobState.FAILED and job.error == reason
-    logged = [r.getMessage() for r in caplog.records]
-    assert any(job_id in line and reason in line and error in line for line in logged), logged
+    logged = [LogfmtFormatter().format(r) for r in caplog.records]  # the line an operator reads
+    assert any(
+        f"job={job_id}" in line and f"reason={reason}" in line and error in line for line in logged
+    ), logged
     stats = await queue.stats()
     assert stats.failed_today == 1
     for _ in range(200):  # the Redis worker counts right after it has published the event
