@@ -258,9 +258,55 @@ class Cluster:
         return [m for m in user.messages("photo") if m.caption and m.reply_markup]
 
     async def settle(self, expect: Callable[[], bool], timeout: float) -> None:
-        """Wait until `expect()` holds, then a little longer so a duplicate would show."""
-        await self.telegram.wait_for(expect, timeout)
+        """Wait until `expect()` holds, then a little longer so a duplicate would show. On a
+        timeout the failure says where each job stands (`diagnose`), not just that time ran out."""
+        try:
+            await self.telegram.wait_for(expect, timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.diagnose()}") from None
         await asyncio.sleep(1.5)
+
+    def diagnose(self) -> str:
+        """Every job record in Redis (state, tries, worker, error), which users have no result
+        and what their chats say, and the log lines that name an undelivered job."""
+        lines = []
+        waiting = [p.user for p in self.presses if not self.results(p.user)]
+        for user in waiting:
+            texts = [m.text or m.caption or m.kind for m in user.messages()]
+            lines.append(f"user {user.id} has no result; chat: {texts}")
+        stuck: list[str] = []
+        try:
+            import redis
+
+            client = redis.Redis.from_url(self.redis.url, socket_timeout=2)
+            for key in sorted(client.scan_iter("orsay:job:*")):
+                fields = client.hmget(
+                    key, ["user_id", "state", "attempts", "worker", "error", "delivered"]
+                )
+                values = [v.decode() if v else None for v in fields]
+                if values[-1] != "1":
+                    stuck.append(key.decode().removeprefix("orsay:job:"))
+                lines.append(f"{key.decode()}: user,state,attempts,worker,error,delivered={values}")
+            for name in ("queued", "running", "undelivered"):
+                kind = client.type(f"orsay:{name}").decode()
+                members = (
+                    client.zrange(f"orsay:{name}", 0, -1)
+                    if kind == "zset"
+                    else client.smembers(f"orsay:{name}")
+                )
+                lines.append(f"orsay:{name} = {sorted(m.decode() for m in members)}")
+            client.close()
+        except Exception as exc:  # a diagnosis must not hide the failure it explains
+            lines.append(f"(Redis not readable: {exc!r})")
+        for proc in [self.bot, *self.workers]:
+            hits = [
+                line
+                for line in self.log(proc.name).splitlines()
+                if any(job in line for job in stuck) or "Traceback" in line or "rror" in line
+            ]
+            lines.append(f"--- {proc.name} log, lines naming undelivered jobs or errors:")
+            lines.extend(hits[-40:])
+        return "\n".join(lines)
 
     def outcome(self, scenario: str, *, unavailable_text: str) -> Outcome:
         """Count, per press: answered (the bot said anything after it), accepted (answered with
