@@ -136,7 +136,7 @@ def register(app: Application[Any, BotContext, Any, Any, Any, Any]) -> None:
     app.add_handler(CallbackQueryHandler(buttons.set_language, pattern=r"^lang:"))
     app.add_handler(CallbackQueryHandler(buttons.cancel_job, pattern=r"^x:[0-9a-f]+$"))
     app.add_handler(CallbackQueryHandler(buttons.another_style, pattern=r"^again$"))
-    app.add_handler(CallbackQueryHandler(buttons.repaint, pattern=r"^re:[-+c]$"))
+    app.add_handler(CallbackQueryHandler(buttons.repaint, pattern=r"^re:[-+cfr]$"))
     app.add_handler(CallbackQueryHandler(buttons.expired_button))
     # After every update, write what the conversation changed (PTB would wait for its timer).
     app.add_handler(TypeHandler(Update, _save_conversations), group=1)

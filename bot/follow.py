@@ -283,7 +283,8 @@ class Delivery:
             await self._deliver(event)
             return True
         elif event.kind == "failed":
-            await self._final(failure_text(self.lang, event.reason))
+            markup = keyboards.failure(self.lang, event.reason)
+            await self._final(failure_text(self.lang, event.reason), markup)
             return True
         elif event.kind == "cancelled":
             await self._final(t(self.lang, "cancelled"))
@@ -414,9 +415,9 @@ class Delivery:
         await self._cleanup(delete_status=True)
         await self._finish()
 
-    async def _final(self, text: str) -> None:
+    async def _final(self, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
         self.pending = self.pending_preview = None
-        await self._show(text, None)
+        await self._show(text, markup)
         self.messages.sent = True
         self._save()
         await self._cleanup(delete_status=False)

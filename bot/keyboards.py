@@ -108,3 +108,25 @@ def result(lang: str, keep_colors: bool) -> InlineKeyboardMarkup:
             [_button(t(lang, "keep_colors_btn", value=_flag(lang, not keep_colors)), "re", "c")],
         ]
     )
+
+
+# What a failed job's message offers, by reason code: only what can change the outcome. A
+# transient fault on our side (or a painting that failed to load) may pass, so trying again helps;
+# a timeout may not recur in the fast quality; a painting gone from the gallery needs another one.
+# Broken weights, a picture the painter refused or a job that took its worker down repeatedly
+# would fail again the same way, so those messages offer nothing to press.
+FAILURE_ACTIONS = {
+    "painter_error": ("try_again", ("re", "r")),
+    "gallery_error": ("try_again", ("re", "r")),
+    "timeout": ("try_fast", ("re", "f")),
+    "style_not_found": ("another_style", ("again",)),
+}
+
+
+def failure(lang: str, reason: str | None) -> InlineKeyboardMarkup | None:
+    """The button under a failure message, if pressing something could help (FAILURE_ACTIONS)."""
+    action = FAILURE_ACTIONS.get(reason or "painter_error")
+    if action is None:
+        return None
+    key, parts = action
+    return InlineKeyboardMarkup([[_button(t(lang, key), *parts)]])

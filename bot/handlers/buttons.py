@@ -126,15 +126,18 @@ async def another_style(update: Update, context: BotContext) -> None:
 
 
 async def repaint(update: Update, context: BotContext) -> None:
-    """Stronger / Gentler / Keep colors: change that setting, repaint the last photo + style."""
+    """Stronger / Gentler / Keep colors / Fast quality: change that setting, or none (Try again
+    under a failure), and repaint the last photo in the last style."""
     query, data = _query(update)
     store, user_id = context.services.store, context.user_id
     prefs, change = store.user(user_id), data.split(":")[1]
-    if change in "+-":
+    if change in ("+", "-"):
         index = STRENGTHS.index(prefs.strength) + (1 if change == "+" else -1)
         store.update(user_id, strength=STRENGTHS[max(0, min(len(STRENGTHS) - 1, index))])
     elif change == "c":
         store.update(user_id, keep_colors=not prefs.keep_colors)
+    elif change == "f":
+        store.update(user_id, quality="fast")
     if prefs.last_style is None:
         await say(context, t(context.lang, "no_photo"))
     else:

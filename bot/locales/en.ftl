@@ -56,6 +56,8 @@ caption =
     { $title } — { $artist }
     Painted in { $seconds } s
 own_style_title = your own style
+try_again = 🔁 Try again
+try_fast = ⚡ Try the fast quality
 another_style = 🎨 Another style
 stronger = ➕ Stronger
 gentler = ➖ Gentler

@@ -57,6 +57,8 @@ caption =
     { $title } — { $artist }
     Готово за { $seconds } с
 own_style_title = ваш стиль
+try_again = 🔁 Попробовать ещё раз
+try_fast = ⚡ Попробовать быстрое качество
 another_style = 🎨 Другой стиль
 stronger = ➕ Сильнее
 gentler = ➖ Мягче

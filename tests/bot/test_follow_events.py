@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 
 from bot.follow import REASON_TEXTS, failure_text
+from bot.keyboards import FAILURE_ACTIONS, failure
 from bot.texts import BUNDLES, t
 from engine import errors
 from engine.queue import JobRequest, ProgressCallback
@@ -67,3 +68,42 @@ async def test_failures_are_explained_specifically(
             user.press(await user.wait_text(pick), "st:van-gogh-starry-night")
         await ann.wait_text(t("en", "gallery_error"))
         await ivan.wait_text(t("ru", "weights_error"))
+
+
+def test_only_failures_a_press_can_mend_offer_a_button() -> None:
+    offers = {code: failure("en", code) for code in REASON_TEXTS}
+    helpful = {code for code, markup in offers.items() if markup is not None}
+    assert helpful == {"painter_error", "gallery_error", "timeout", "style_not_found"}
+    for code in ("weights_error", "worker_died", "not_an_image", "image_too_costly"):
+        assert offers[code] is None, code  # it would fail again the same way
+    data = {code: offers[code].inline_keyboard[0][0].callback_data for code in helpful}  # type: ignore[union-attr]
+    assert data == {
+        "painter_error": "re:r",
+        "gallery_error": "re:r",
+        "timeout": "re:f",
+        "style_not_found": "again",
+    }
+    for lang in BUNDLES:  # every offer is worded in every language
+        assert all(BUNDLES[lang].has_message(key) for key, _ in FAILURE_ACTIONS.values())
+
+
+async def test_try_again_repaints_and_broken_weights_offer_nothing(
+    telegram: FakeTelegram, start_bot: BotFactory
+) -> None:
+    async with start_bot(painter=FailingPainter()) as app:
+        ann, bob = telegram.user(43, "en"), telegram.user(44, "en")
+        for user, extra in ((ann, b"GALLERY"), (bob, b"WEIGHTS")):
+            user.photo(jpeg(seed=5, extra=extra))
+            user.press(await user.wait_text("Which painting"), "st:van-gogh-starry-night")
+        failed = await ann.wait_text(t("en", "gallery_error"))
+        assert failed.buttons() == [(t("en", "try_again"), "re:r")]
+        assert (await bob.wait_text(t("en", "weights_error"))).buttons() == []
+        ann.press(failed, "re:r")  # the same photo in the same painting, painted again
+        await telegram.wait_for(
+            lambda: sum(t("en", "gallery_error") in (m.text or "") for m in ann.messages()) == 2
+        )
+        ann.press(failed, "re:f")  # what a timeout offers: the fast quality, and paint again
+        await telegram.wait_for(
+            lambda: sum(t("en", "gallery_error") in (m.text or "") for m in ann.messages()) == 3
+        )
+        assert app.bot_data["services"].store.user(43).quality == "fast"
