@@ -21,6 +21,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from redis.exceptions import WatchError
+
 from engine.observability import metrics
 from engine.queue import blobs
 from engine.queue.codec import encode_event, encode_request, strip_request
@@ -203,22 +205,39 @@ class RedisQueue:
             await release(keys=k.blob_keys(shas), args=[job_id, until], client=client)
 
     async def forget(self, user_id: int) -> None:
+        """Delete every job of the user and end their holds on paintings, in one transaction
+        (WATCH on the user's job set, so a job submitted meanwhile is not left behind): a crash
+        cannot leave a painting held forever or a job half-forgotten. A running job's worker
+        sees its record gone and stops the painter; followers still hear `cancelled`."""
+        user_key = k.user_key(user_id)
         with unavailable_on_error():
-            ids = [text(i) or "" for i in await self.redis.smembers(k.user_key(user_id))]
-            for job_id in ids:
-                await self.cancel(job_id)  # a running one: its worker stops it
-                await self._release(job_id, await self.redis.hget(k.job_key(job_id), "blobs"), 0)
             async with self.redis.pipeline(transaction=True) as pipe:
-                for job_id in ids:  # followers still hear `cancelled`; the stream expires soon
-                    gone = encode_event(JobEvent(job_id, "cancelled"))
-                    pipe.delete(k.job_key(job_id))
-                    pipe.xadd(k.events_key(job_id), {"e": gone})
-                    pipe.expire(k.events_key(job_id), k.FORGOTTEN_STREAM_TTL_S)
-                    pipe.zrem(k.QUEUED, job_id)
-                    pipe.srem(k.UNDELIVERED, job_id)
-                    pipe.srem(k.RUNNING, job_id)
-                pipe.delete(k.user_key(user_id), k.active_key(user_id))
-                await pipe.execute()
+                while True:
+                    try:
+                        await pipe.watch(user_key)
+                        ids = [text(i) or "" for i in await pipe.smembers(user_key)]
+                        records = [
+                            await pipe.hmget(k.job_key(job_id), ["state", "blobs"])
+                            for job_id in ids
+                        ]
+                        pipe.multi()
+                        for job_id, (_, shas_b) in zip(ids, records, strict=True):
+                            await self._release(job_id, shas_b, 0, client=pipe)
+                            gone = encode_event(JobEvent(job_id, "cancelled"))
+                            pipe.delete(k.job_key(job_id))
+                            pipe.xadd(k.events_key(job_id), {"e": gone})
+                            pipe.expire(k.events_key(job_id), k.FORGOTTEN_STREAM_TTL_S)
+                            pipe.zrem(k.QUEUED, job_id)
+                            pipe.srem(k.UNDELIVERED, job_id)
+                            pipe.srem(k.RUNNING, job_id)
+                        pipe.delete(user_key, k.active_key(user_id))
+                        await pipe.execute()
+                        break
+                    except WatchError:  # the user submitted meanwhile: read again
+                        continue
+        waiting = sum(text(state) == JobState.QUEUED.value for state, _ in records)
+        if waiting:
+            metrics.JOBS.labels(state="cancelled").inc(waiting)
 
     async def stats(self) -> QueueStats:
         now = time.time()
