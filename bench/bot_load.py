@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import random
 import signal
 import subprocess
@@ -24,28 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from PIL import Image
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.common import pct, photo  # noqa: E402
 from engine.settings import child_env, load_settings  # noqa: E402
 from tests.doubles.fake_telegram import TOKEN, Call, FakeTelegram  # noqa: E402
-
-
-def photo(seed: int) -> bytes:
-    """A distinct 160x120 noise JPEG (made before the clock starts: encoding blocks the loop)."""
-    image = Image.frombytes("RGB", (160, 120), random.Random(seed).randbytes(160 * 120 * 3))
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=85)
-    return buf.getvalue()
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return (
-        ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
-    )
 
 
 class Watcher:

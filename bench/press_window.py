@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import random
 import signal
 import subprocess
@@ -30,25 +29,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.common import pct, photo  # noqa: E402
 from engine.settings import child_env, load_settings  # noqa: E402
 from tests.doubles.fake_telegram import TOKEN, FakeTelegram  # noqa: E402
-
-
-def photo(seed: int) -> bytes:
-    image = Image.frombytes("RGB", (160, 120), random.Random(seed).randbytes(160 * 120 * 3))
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=85)
-    return buf.getvalue()
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def record_deliveries(server: FakeTelegram) -> dict[int, float]:
