@@ -35,6 +35,7 @@ from engine.queue.seam import JobEvent, JobState, QueueUnavailable
 log = logging.getLogger(__name__)
 POSITION_EVERY_S = 1.0  # a chat cannot show position changes faster anyway
 BACKOFF_S = (0.2, 5.0)  # reconnect delay: first, longest
+STEP_TIMEOUT_S = BLOCK_MS / 1000 + 10.0  # an XREAD blocks BLOCK_MS; longer than this is a wedge
 
 
 class _Cursor:
@@ -66,15 +67,15 @@ class _Cursor:
         job = job_from_hash(status)
         if job.state == JobState.DONE:
             job.result = await self.redis.hget(k.job_key(self.job_id), "result")
-        self.state = job.state
-        self.last_id = last[0][0] if last else "0-0"
-        self.line_id = line[0][0] if line else "0-0"
-        self.position = None if rank is None else int(rank) + 1
-        self.checked_at = time.monotonic()
+        position = None if rank is None else int(rank) + 1
         eta = None
         if job.state == JobState.QUEUED:
-            self.position = self.position or 1
-            eta = eta_s(self.position, (await recent_run_times(self.redis)).estimate())
+            position = position or 1
+            eta = eta_s(position, (await recent_run_times(self.redis)).estimate())
+        # the cursor moves only once every read is done: a call cut short replays again
+        self.state, self.position, self.checked_at = job.state, position, time.monotonic()
+        self.last_id = last[0][0] if last else "0-0"
+        self.line_id = line[0][0] if line else "0-0"
         return replay(
             job,
             position=self.position,
@@ -98,7 +99,22 @@ class _Cursor:
         return streams, block
 
     async def read(self, client: Any) -> list[JobEvent]:
-        """The next events, after blocking at most BLOCK_MS; the last one may be terminal."""
+        """The next events, after blocking at most BLOCK_MS; the last one may be terminal.
+
+        All or nothing: if any call fails (or the round is cut short), the cursor goes back to
+        where it was, so the same entries are read again. Moving it entry by entry lost a
+        `done` whose picture could not be fetched in a Redis restart: the job was finished and
+        its follower waited for it forever."""
+        saved = (self.last_id, self.line_id, self.line_moved, self.state, self.position)
+        saved_checked = self.checked_at
+        try:
+            return await self._read(client)
+        except BaseException:
+            self.last_id, self.line_id, self.line_moved, self.state, self.position = saved
+            self.checked_at = saved_checked
+            raise
+
+    async def _read(self, client: Any) -> list[JobEvent]:
         streams, block = self._streams()
         reply = await client.xread(streams, block=block, count=100)
         if not reply and not await self.redis.exists(k.job_key(self.job_id)):
@@ -142,28 +158,45 @@ class _Cursor:
 
 async def follow(queue: Any, job_id: str) -> AsyncIterator[JobEvent]:
     """Replay, then follow the job's stream until its terminal event; waits out Redis outages.
-    `queue` gives `.redis` (commands) and `.follow_client` (blocking reads, its own pool)."""
+    `queue` gives `.redis` (commands) and `.follow_client` (blocking reads, its own pool).
+
+    Each round trip is bounded by STEP_TIMEOUT_S on top of the client's own socket timeouts: a
+    call that outlives it is logged and retried like an outage, so no wedge can silence a job."""
     cursor = _Cursor(queue.redis, job_id)
     backoff = BACKOFF_S[0]
     while True:
         try:
-            if cursor.last_id is None:
-                replayed = await cursor.catch_up()
-                if replayed is None:
-                    return
-                for event in replayed:
-                    yield event
-                if replayed[-1].terminal:
-                    return
-            client = queue.follow_client
-            if client is None:
-                raise QueueUnavailable("the queue is closed")
-            for event in await cursor.read(client):
-                yield event
-                if event.terminal:
-                    return
-            backoff = BACKOFF_S[0]
-        except DOWN_ERRORS:
-            log.info("lost Redis while following job %s; reconnecting", job_id)
+            async with asyncio.timeout(STEP_TIMEOUT_S):
+                events = await _step(queue, cursor)
+        except TimeoutError:  # before DOWN_ERRORS: the builtin TimeoutError is an OSError
+            log.warning(
+                "following job %s: Redis did not answer within %.0f s; reconnecting",
+                job_id,
+                STEP_TIMEOUT_S,
+            )
+            events = None
+        except DOWN_ERRORS as exc:
+            log.info("lost Redis while following job %s (%r); reconnecting", job_id, exc)
+            events = None
+        if events is None:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_S[1])
+            continue
+        backoff = BACKOFF_S[0]
+        for event in events:
+            yield event
+            if event.terminal:
+                return
+        if cursor.last_id is None:  # catch_up found no such job
+            return
+
+
+async def _step(queue: Any, cursor: _Cursor) -> list[JobEvent]:
+    """One round trip: the replay if the cursor has none yet, else the next events."""
+    if cursor.last_id is None:
+        replayed = await cursor.catch_up()
+        return replayed or []
+    client = queue.follow_client
+    if client is None:
+        raise QueueUnavailable("the queue is closed")
+    return await cursor.read(client)
