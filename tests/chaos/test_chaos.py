@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from bot.texts import t
-from tests.doubles.cluster import OUTCOMES, Cluster, Outcome, Press, is_result_upload
+from tests.doubles.cluster import OUTCOMES, Cluster, Outcome, Press, Proc, is_result_upload
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(240)]
 
@@ -65,11 +65,24 @@ def assert_exactly_once(outcome: Outcome, accepted: int) -> None:
     assert (outcome.duplicates, outcome.lost, outcome.unanswered) == (0, 0, 0), outcome
 
 
-async def test_worker_kill9_mid_job(cluster: Cluster) -> None:
-    first = cluster.add_worker(*STUB)
-    cluster.add_worker(*STUB)
+async def deployed(cluster: Cluster, workers: int = 2) -> list[Proc]:
+    """Redis, `workers` stub workers and the bot, up and polling; the workers."""
+    procs = [cluster.add_worker(*STUB) for _ in range(workers)]
     cluster.start()
     await cluster.bot_ready()
+    return procs
+
+
+async def restart_bot(cluster: Cluster) -> None:
+    """Start the bot again once its killed process is gone, and wait until it polls."""
+    if cluster.bot.popen is not None:
+        await asyncio.to_thread(cluster.bot.popen.wait, 10)
+    cluster.bot.start()
+    await cluster.bot_ready()
+
+
+async def test_worker_kill9_mid_job(cluster: Cluster) -> None:
+    first, _ = await deployed(cluster)
     presses = await order_many(cluster, 6)
     await cluster.telegram.wait_for(lambda: painting_started(cluster), 30)
     first.kill()
@@ -81,10 +94,7 @@ async def test_worker_kill9_mid_job(cluster: Cluster) -> None:
 
 async def test_worker_sigterm_hands_back(cluster: Cluster) -> None:
     cluster.shutdown_grace_s = 0.5  # shorter than a job: the running job goes back in line
-    first = cluster.add_worker(*STUB)
-    cluster.add_worker(*STUB)
-    cluster.start()
-    await cluster.bot_ready()
+    first, _ = await deployed(cluster)
     presses = await order_many(cluster, 6)
     await cluster.telegram.wait_for(lambda: painting_started(cluster), 30)
     assert await first.terminate() == 0
@@ -93,15 +103,11 @@ async def test_worker_sigterm_hands_back(cluster: Cluster) -> None:
 
 
 async def test_bot_kill9_at_a_random_moment(cluster: Cluster) -> None:
-    cluster.add_worker(*STUB)
-    cluster.add_worker(*STUB)
-    cluster.start()
-    await cluster.bot_ready()
+    await deployed(cluster)
     presses = await order_many(cluster, 6)
     await asyncio.sleep(random.Random(11).uniform(0.0, 4.0))  # while painting and delivering
     cluster.bot.kill()
-    cluster.bot.start()
-    await cluster.bot_ready()
+    await restart_bot(cluster)
     await all_delivered(cluster, presses)
     outcome = record(cluster, "bot kill -9 at a random moment")
     # A kill between Telegram storing a result and the bot hearing so resends it once.
@@ -111,9 +117,7 @@ async def test_bot_kill9_at_a_random_moment(cluster: Cluster) -> None:
 
 
 async def test_bot_kill9_right_after_answering_a_button(cluster: Cluster) -> None:
-    cluster.add_worker(*STUB)
-    cluster.start()
-    await cluster.bot_ready()
+    await deployed(cluster, workers=1)
     [warmup] = await order_many(cluster, 1, first_user=90)  # the bot is fully up
     await all_delivered(cluster, [warmup])
     killed: list[float] = []
@@ -132,19 +136,15 @@ async def test_bot_kill9_right_after_answering_a_button(cluster: Cluster) -> Non
     cluster.telegram.before.append(kill_on_answer)
     [press] = await order_many(cluster, 1)
     await cluster.telegram.wait_for(lambda: killed, 20)
-    await asyncio.to_thread(cluster.bot.popen.wait, 10)  # type: ignore[union-attr]
     cluster.telegram.before.remove(kill_on_answer)
-    cluster.bot.start()
-    await cluster.bot_ready()
+    await restart_bot(cluster)
     await all_delivered(cluster, [warmup, press])
     # The user saw the button answered: a job must exist and reach them, once.
     assert_exactly_once(record(cluster, "bot kill -9 after a button answer"), 2)
 
 
 async def test_bot_kill9_during_a_result_upload(cluster: Cluster) -> None:
-    cluster.add_worker(*STUB)
-    cluster.start()
-    await cluster.bot_ready()
+    await deployed(cluster, workers=1)
     killed: list[int] = []
 
     def kill_after_stored(method: str, params: dict[str, Any]) -> None:
@@ -156,10 +156,8 @@ async def test_bot_kill9_during_a_result_upload(cluster: Cluster) -> None:
     cluster.telegram.after.append(kill_after_stored)
     presses = await order_many(cluster, 3)
     await cluster.telegram.wait_for(lambda: killed, 30)
-    await asyncio.to_thread(cluster.bot.popen.wait, 10)  # type: ignore[union-attr]
     cluster.telegram.after.remove(kill_after_stored)
-    cluster.bot.start()
-    await cluster.bot_ready()
+    await restart_bot(cluster)
     await all_delivered(cluster, presses)
     outcome = record(cluster, "bot kill -9 during a result upload")
     assert outcome.accepted == 3 and outcome.delivered_once == 3, outcome
@@ -168,9 +166,7 @@ async def test_bot_kill9_during_a_result_upload(cluster: Cluster) -> None:
 
 
 async def test_bot_sigterm_during_a_result_upload(cluster: Cluster) -> None:
-    cluster.add_worker(*STUB)
-    cluster.start()
-    await cluster.bot_ready()
+    await deployed(cluster, workers=1)
     cluster.telegram.upload_delay_s = 1.5  # a slow upload, well inside the grace period
     stopping: list[asyncio.Task[int | None]] = []
 
@@ -190,16 +186,8 @@ async def test_bot_sigterm_during_a_result_upload(cluster: Cluster) -> None:
     assert_exactly_once(record(cluster, "bot SIGTERM during a result upload"), 3)
 
 
-@pytest.mark.xfail(
-    reason="open bug: in full-suite runs on a loaded machine a job is sometimes left undelivered "
-    "after redis-server is killed and restarted (passes when run alone); see the stop note",
-    strict=False,
-)
 async def test_redis_kill9_and_restart(cluster: Cluster) -> None:
-    cluster.add_worker(*STUB)
-    cluster.add_worker(*STUB)
-    cluster.start()
-    await cluster.bot_ready()
+    await deployed(cluster)
     presses = await order_many(cluster, 6)
     await cluster.telegram.wait_for(lambda: painting_started(cluster), 30)
     cluster.redis.kill()

@@ -148,8 +148,8 @@ class Cluster:
 
     def __post_init__(self) -> None:
         (self.root / "redis").mkdir(parents=True, exist_ok=True)
-        # appendfsync always: with everysec a kill -9 may lose the last second of writes, and one CI
-        # run of the Redis kill scenario left a job undelivered that way (not yet explained).
+        # appendfsync always: with everysec a kill -9 may lose the last second of writes (the
+        # scenario's one CI failure turned out to be the follower's cursor, not lost writes).
         self.redis = RedisServer(self.root / "redis", fsync="always")
         self.bot = Proc("bot", orsay_command("bot"), self._bot_env(), self.root / "bot.log")
 
