@@ -4,31 +4,15 @@ compatible jobs at once, in fair order, and every job still ends on its own."""
 from __future__ import annotations
 
 import asyncio
-import io
 
 import pytest
-from PIL import Image
 
 from engine.queue import JobEvent, JobOptions, JobQueue, JobRequest, JobState, QueueLimits
 from engine.queue.batches import LOOKAHEAD
 from engine.queue.stub_painter import result_colour
 from tests.doubles.batch_painters import BatchingPainter
 from tests.doubles.queue_helpers import QueueFactory
-
-
-async def follow(queue: JobQueue, job_id: str, timeout: float = 20.0) -> list[JobEvent]:
-    async def collect() -> list[JobEvent]:
-        return [event async for event in queue.events(job_id)]
-
-    return await asyncio.wait_for(collect(), timeout)
-
-
-async def next_event(stream: object, timeout: float = 10.0) -> JobEvent:
-    return await asyncio.wait_for(stream.__anext__(), timeout)  # type: ignore[attr-defined]
-
-
-def colour_of(jpeg: bytes) -> tuple[int, ...]:
-    return tuple(Image.open(io.BytesIO(jpeg)).convert("RGB").getpixel((4, 4)))  # type: ignore[arg-type]
+from tests.engine.queue.test_queue_contract import close_to, colour_of, follow, next_event
 
 
 async def watch(queue: JobQueue, ids: list[str]) -> list[asyncio.Task[list[JobEvent]]]:
@@ -81,8 +65,7 @@ async def test_compatible_jobs_are_painted_together_up_to_the_limit(
         progress = [(e.scale, e.step) for e in events if e.kind == "progress"]
         assert progress == [(s, t) for s in (1, 2) for t in (1, 2)]  # its own, every one
         assert [e.job_id for e in events] == [job_id] * len(events)
-        colour = colour_of(events[-1].result or b"")
-        assert all(abs(a - b) <= 12 for a, b in zip(colour, result_colour(request), strict=True))
+        assert close_to(colour_of(events[-1].result or b""), result_colour(request))
         record = await queue.get(job_id)
         assert record is not None and record.state == JobState.DONE and record.attempts == 1
     assert (await follow(queue, hold))[-1].kind == "done"
