@@ -98,8 +98,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def serve(config: Any, painter: Any, *, metrics_port: int | None = None) -> None:
-    """Run the worker until SIGTERM/SIGINT: it stops taking jobs, lets the running one finish
-    within the grace period or hands it back; while Redis is away it waits and retries. With
+    """Run the worker until SIGTERM/SIGINT: it stops taking jobs, lets the running ones finish
+    within the grace period or hands them back; while Redis is away it waits and retries. With
     `metrics_port`, serve /healthz and /metrics there meanwhile."""
     from engine.queue.redis_backend.worker import RedisWorker
 

@@ -60,7 +60,7 @@ class WorkerConfig:
     limits: QueueLimits = field(default_factory=QueueLimits)
     lease_s: float = 10.0  # a dead worker's job is retried this long after it died
     job_timeout_s: float = 3600.0
-    grace_s: float = 30.0  # on stop(): time the running job gets to finish
+    grace_s: float = 30.0  # on stop(): time the running jobs get to finish
     poll_s: float = 0.2  # idle: between looks at the line; busy: between cancel checks
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
