@@ -114,9 +114,11 @@ def content_size(data: bytes) -> tuple[int, int]:
     (EXIF orientations 5-8 swap the sides); a batch's bucket needs no decoding."""
     with Image.open(io.BytesIO(data)) as image:
         width, height = image.size
-        if image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
-            width, height = height, width
-    return width, height
+        try:
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+        except Exception:  # a broken EXIF block: guess upright; paint_batch regroups if not
+            orientation = 1
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 class EnginePainter:
