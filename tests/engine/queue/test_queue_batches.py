@@ -158,3 +158,14 @@ async def test_a_failing_job_in_a_batch_fails_alone(
     for job_id in ids:
         record = await queue.get(job_id)
         assert record is not None and record.attempts == 1  # a failure is not retried
+
+
+async def test_each_job_of_a_batch_has_its_own_timeout(make_queue: QueueFactory) -> None:
+    painter = BatchingPainter(batch=2, steps=500, scales=1, step_s=0.02)
+    queue = await make_queue(painter=painter, job_timeout_s=0.5)
+    await held(queue, painter)
+    ids = await submit_all(queue, [job(1, b"slow 1"), job(2, b"slow 2")])
+    painter.release.set()
+    ends = [(await follow(queue, job_id))[-1] for job_id in ids]
+    assert [(e.kind, e.reason) for e in ends] == [("failed", "timeout")] * 2
+    assert painter.batches[1] == [b"slow 1", b"slow 2"]
