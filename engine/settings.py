@@ -36,6 +36,8 @@ from engine import presets
 DEFAULT_API_URL = "https://api.telegram.org"
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MAX_BATCH = 64
+CUDA_BATCH = 4  # unmeasured: no GPU where this was written; to be measured on a GPU
 _REPO = Path(__file__).resolve().parent.parent
 
 
@@ -46,6 +48,15 @@ class ConfigError(ValueError):
 def is_redis_url(url: str | None) -> bool:
     """True for a Redis queue URL (workers paint), False for the embedded queue's."""
     return (url or "").strip().startswith(REDIS_SCHEMES)
+
+
+def default_batch(device: str) -> int:
+    """Jobs a painter takes at once when ORSAY_BATCH is unset, for a resolved device name
+    (`cpu`, `cuda:0`, ...): 1 on CPU, where the convolutions already fill the cores and a batch
+    only makes each job wait for the others, and CUDA_BATCH on a GPU, which one job leaves mostly
+    idle. The CUDA figure is a guess, not a measurement: it is still to be measured on a GPU
+    (bench/gpu_throughput.py)."""
+    return CUDA_BATCH if device.startswith("cuda") else 1
 
 
 def _var(name: str) -> Any:
@@ -84,6 +95,7 @@ class Settings(BaseSettings):
     worker_poll_s: float = Field(0.2, validation_alias="ORSAY_WORKER_POLL")
     job_timeout_s: float = Field(3600.0, validation_alias="ORSAY_JOB_TIMEOUT")
     painter: str | None = _var("ORSAY_PAINTER")  # dev/test: "stub" or "module:factory"
+    batch: int | None = _var("ORSAY_BATCH")  # None: default_batch(the painter's device)
 
     # -- parsing: blank means unset, numbers say which variable is wrong ------------------
 
@@ -96,12 +108,14 @@ class Settings(BaseSettings):
         stripped = {k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
         return {k: v for k, v in stripped.items() if v != ""}
 
-    @field_validator("max_size", "metrics_port", "telegram_rate", mode="before")
+    @field_validator("max_size", "metrics_port", "telegram_rate", "batch", mode="before")
     @classmethod
     def _whole_number(cls, value: Any, info: ValidationInfo) -> Any:
-        low, high = {"max_size": (64, 4096), "metrics_port": (0, 65535)}.get(
-            str(info.field_name), (0, 1000)
-        )
+        low, high = {
+            "max_size": (64, 4096),
+            "metrics_port": (0, 65535),
+            "batch": (1, MAX_BATCH),
+        }.get(str(info.field_name), (0, 1000))
         if value is None or isinstance(value, int):
             number = value
         else:

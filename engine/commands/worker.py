@@ -1,9 +1,10 @@
 """`orsay worker`: paint jobs from the Redis queue; run one per GPU, on as many machines as needed.
 
-The network is loaded once at start. SIGTERM/SIGINT stop taking jobs; the running job gets
-ORSAY_SHUTDOWN_GRACE seconds (default 30) to finish and is otherwise handed back to the queue,
-where another worker (or this one, restarted) paints it. With ORSAY_METRICS_PORT set, /healthz and
-/metrics are served on that port.
+The engine is warmed up once at start. Each worker paints up to ORSAY_BATCH (`--batch`)
+compatible jobs at once, in fair order (default: 1 on CPU, more on CUDA). SIGTERM/SIGINT stop
+taking jobs; the running jobs get ORSAY_SHUTDOWN_GRACE seconds (default 30) to finish and are
+otherwise handed back to the queue, where another worker (or this one, restarted) paints them.
+With ORSAY_METRICS_PORT set, /healthz and /metrics are served on that port.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def register(subparsers: Any, settings: Settings) -> None:
         "--lease", type=float, default=settings.worker_lease_s,
         help="seconds after which a dead worker's job is retried elsewhere",
     )  # fmt: skip
+    parser.add_argument(
+        "--batch", type=int, default=settings.batch,
+        help="most compatible jobs painted together (default: 1 on CPU, 4 on CUDA)",
+    )  # fmt: skip
     parser.add_argument("--job-timeout", type=float, default=settings.job_timeout_s)
     parser.add_argument(
         "--poll", type=float, default=settings.worker_poll_s,
@@ -59,6 +64,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print("orsay worker needs a Redis queue: --queue redis://host:6379/0 or ORSAY_QUEUE.")
         print("(The embedded queue paints inside `orsay bot`; it needs no worker.)")
         return 2
+    if args.batch is not None and args.batch < 1:
+        print(f"--batch must be at least 1, not {args.batch}.")
+        return 2
     from engine.observability.logs import configure_logging
 
     configure_logging(settings.log_level, settings.secrets)
@@ -74,9 +82,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         from engine.queue.painters import make_painter
 
         # ORSAY_PAINTER (stub, module:factory) as in `orsay bot`; else the engine, with the flags
-        # (which default to the settings) deciding model, weights, device and size
+        # (which default to the settings) deciding model, weights, device, size and batch
         engine = {"model": args.model, "weights": args.weights, "device": args.device}
-        painter = make_painter(settings.model_copy(update={**engine, "max_size": args.max_size}))
+        sizes = {"max_size": args.max_size, "batch": args.batch}
+        painter = make_painter(settings.model_copy(update={**engine, **sizes}))
     config = WorkerConfig(
         url=args.queue,
         lease_s=args.lease,
@@ -89,8 +98,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def serve(config: Any, painter: Any, *, metrics_port: int | None = None) -> None:
-    """Run the worker until SIGTERM/SIGINT: it stops taking jobs, lets the running one finish
-    within the grace period or hands it back; while Redis is away it waits and retries. With
+    """Run the worker until SIGTERM/SIGINT: it stops taking jobs, lets the running ones finish
+    within the grace period or hands them back; while Redis is away it waits and retries. With
     `metrics_port`, serve /healthz and /metrics there meanwhile."""
     from engine.queue.redis_backend.worker import RedisWorker
 

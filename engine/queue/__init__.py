@@ -16,6 +16,8 @@ from pathlib import Path
 from engine.queue.limits import QueueLimits
 from engine.queue.seam import (
     TERMINAL_STATES,
+    BatchItem,
+    BatchPainter,
     Job,
     JobEvent,
     JobOptions,
@@ -35,6 +37,8 @@ from engine.settings import is_redis_url
 
 __all__ = [
     "TERMINAL_STATES",
+    "BatchItem",
+    "BatchPainter",
     "Job",
     "JobEvent",
     "JobOptions",

@@ -4,7 +4,8 @@ Three mappings that used to be spelled out per backend live here, so the embedde
 queue cannot drift apart:
 
 - how a painter run ended -> `Outcome` (state, result, reason code), including why it was
-  interrupted (the user, a shutdown, the job timeout): `run_painter` and `settle`;
+  interrupted (the user, a shutdown, the job timeout): `run_painter`, `run_batch` (each job of a
+  batch ends on its own) and `settle`;
 - an outcome -> the terminal `JobEvent` followers hear (`done` always carries the result);
 - a job's stored state -> the events `events()` replays to a new follower (`replay`).
 """
@@ -15,12 +16,22 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from engine.errors import Cancelled, OrsayError
 from engine.observability.logs import log_event
-from engine.queue.seam import Job, JobEvent, JobRequest, JobState, Painter, ProgressCallback
+from engine.queue.seam import (
+    BatchItem,
+    BatchPainter,
+    Job,
+    JobEvent,
+    JobRequest,
+    JobState,
+    Painter,
+    ProgressCallback,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,25 +61,57 @@ def run_painter(
     logged here, with the job id, the reason code and the cause, so a worker never fails quietly."""
     try:
         return Outcome(JobState.DONE, result=painter(request, progress, cancel))
-    except Cancelled:
+    except Exception as exc:
+        return outcome_of(job_id, exc)
+
+
+def run_batch(painter: Painter, jobs: Sequence[tuple[str, BatchItem]]) -> list[Outcome]:
+    """Run a batch of (job id, item) and say how each job ended, in order. One job is painted by
+    a plain call, exactly as `run_painter`; several go to the BatchPainter's `paint_batch` in one
+    call, and each job's own result or exception becomes its own outcome (a job that fails, fails
+    alone). Should `paint_batch` itself raise, every job of the batch ends with that error."""
+    if len(jobs) == 1:
+        ((job_id, item),) = jobs
+        return [run_painter(painter, item.request, item.progress, item.cancel, job_id)]
+    assert isinstance(painter, BatchPainter), "only a BatchPainter is given several jobs"
+    try:
+        results = painter.paint_batch([item for _, item in jobs])
+    except Exception as exc:
+        return [outcome_of(job_id, exc) for job_id, _ in jobs]
+    outcomes = []
+    for (job_id, _), result in zip(jobs, results, strict=True):
+        if isinstance(result, Exception):
+            outcomes.append(outcome_of(job_id, result))
+        elif isinstance(result, BaseException):  # KeyboardInterrupt and kin are not a job's
+            raise result
+        else:
+            outcomes.append(Outcome(JobState.DONE, result=result))
+    return outcomes
+
+
+def outcome_of(job_id: str, exc: Exception) -> Outcome:
+    """How a job that raised `exc` ended, logged unless the user cancelled it."""
+    if isinstance(exc, Cancelled):
         return Outcome(JobState.CANCELLED)
-    except OrsayError as exc:
+    if isinstance(exc, OrsayError):
         reason = getattr(exc, "code", None) or PAINTER_ERROR
         log_failure(job_id, reason, f"{type(exc).__name__}: {exc}")
         return Outcome(JobState.FAILED, reason=reason)
-    except Exception as exc:
-        log_failure(job_id, PAINTER_ERROR, f"{type(exc).__name__}: {exc}", trace=True)
-        return Outcome(JobState.FAILED, reason=PAINTER_ERROR)
+    log_failure(job_id, PAINTER_ERROR, f"{type(exc).__name__}: {exc}", trace=exc)
+    return Outcome(JobState.FAILED, reason=PAINTER_ERROR)
 
 
-def log_failure(job_id: str, reason: str, cause: str, *, trace: bool = False) -> None:
+def log_failure(
+    job_id: str, reason: str, cause: str, *, trace: BaseException | None = None
+) -> None:
     """One logfmt line per failed job: `event=job.failed job=<id> reason=<code> cause=...`,
     the same from both backends, so an operator can grep a worker's log by job or by reason;
-    `trace` adds the traceback (a painter bug)."""
+    `trace` adds that exception's traceback (a painter bug)."""
     fields = {"job": job_id, "reason": reason, "cause": cause}
-    if trace:
-        fields["exc"] = traceback.format_exc()
-    log_event(log, "job.failed", level=logging.ERROR if trace else logging.WARNING, **fields)
+    if trace is not None:
+        fields["exc"] = "".join(traceback.format_exception(trace))
+    level = logging.ERROR if trace is not None else logging.WARNING
+    log_event(log, "job.failed", level=level, **fields)
 
 
 def settle(outcome: Outcome, interrupted: Interruption) -> Outcome | None:

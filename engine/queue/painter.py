@@ -1,8 +1,9 @@
 """The real painter behind the queue: a `JobRequest` in, an encoded picture out, via the engine.
 
-Workers call `make_engine_painter()` once at start, which loads the network then (so the first
-user does not pay for it, and bad weights stop the worker before it takes a job); each job then
-maps the bot's few options onto `StylizeOptions`. `job_event` is the one place the engine's
+Workers call `make_engine_painter()` once at start, which warms the engine up then (so the first
+user does not pay for it, and bad weights stop the worker before it takes a job). The painter is
+a `BatchPainter`: each job maps the bot's few options onto `StylizeOptions`, and compatible jobs
+are painted together in one `stylize_batch` call. `job_event` is the one place the engine's
 ProgressEvent becomes the queue's JobEvent (the painter's messages, e.g. the OOM fallback,
 included). Torch is imported here only, never by the bot side of the queue.
 """
@@ -12,17 +13,20 @@ from __future__ import annotations
 import io
 import re
 import threading
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 from PIL import Image
 
-from engine.options import ProgressEvent, StyleInput, StylizeOptions
+from engine.options import BatchJob, ProgressEvent, StyleInput, StylizeOptions
 from engine.presets import DEFAULT_QUALITY, QUALITIES, strength_value
 from engine.queue import blobs
-from engine.queue.seam import JobEvent, JobRequest, Painter, ProgressCallback, StyleChoice
+from engine.queue.seam import BatchItem, JobEvent, JobRequest, ProgressCallback, StyleChoice
+from engine.settings import default_batch
 
 PREVIEW_SIDE = 256  # previews are for a chat bubble, not for keeping
 SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,80}")
+EXIF_ORIENTATION = 0x0112
 
 
 def _jpeg(image: Image.Image, quality: int = 90) -> bytes:
@@ -105,6 +109,100 @@ def style_input(choice: StyleChoice, gallery: Path) -> StyleInput:
     return StyleInput(style.image, weight=choice.weight, cache_key=style.cache_key)
 
 
+def content_size(data: bytes) -> tuple[int, int]:
+    """The photo's upright (width, height) from its header alone, as `load_image` will turn it
+    (EXIF orientations 5-8 swap the sides); a batch's bucket needs no decoding."""
+    with Image.open(io.BytesIO(data)) as image:
+        width, height = image.size
+        try:
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+        except Exception:  # a broken EXIF block: guess upright; paint_batch regroups if not
+            orientation = 1
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+class EnginePainter:
+    """A `BatchPainter` running `engine.painter.stylize_batch` on this process's device: up to
+    `batch` jobs of one bucket (engine.batching.bucket_key) in one forward/backward, each with
+    its own events and cancel flag; called with one job, it paints that job alone."""
+
+    def __init__(
+        self,
+        model: str,
+        weights: str,
+        device: str,
+        max_size: int,
+        *,
+        gallery: Path,
+        style_cache_dir: Path | None,
+        batch: int,
+    ) -> None:
+        self.model, self.weights, self.device, self.max_size = model, weights, device, max_size
+        self.gallery, self.style_cache_dir, self.batch = gallery, style_cache_dir, batch
+
+    def options(self, request: JobRequest) -> StylizeOptions:
+        options = job_options(
+            request,
+            model=self.model,
+            weights=self.weights,
+            device=self.device,
+            max_size=self.max_size,
+        )
+        options.style_cache_dir = self.style_cache_dir
+        return options
+
+    def bucket(self, request: JobRequest) -> Hashable:
+        from engine.batching import bucket_key
+
+        return bucket_key(content_size(request.content), self.options(request))
+
+    def __call__(
+        self, request: JobRequest, progress: ProgressCallback, cancel: threading.Event
+    ) -> bytes:
+        (result,) = self.paint_batch([BatchItem(request, progress, cancel)])
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def paint_batch(self, items: Sequence[BatchItem]) -> list[bytes | BaseException]:
+        """One result per item. A job whose photo or painting cannot be read fails alone; the
+        others are grouped again by the bucket of their decoded photo (the header's size can
+        differ from it by a rounding) and each group is painted in one `stylize_batch` call."""
+        from engine.batching import bucket_key, group
+        from engine.painter import stylize_batch
+
+        results: list[bytes | BaseException | None] = [None] * len(items)
+        jobs: list[BatchJob] = []
+        rows: list[int] = []
+        for i, item in enumerate(items):
+            try:
+                jobs.append(self._job(item))
+                rows.append(i)
+            except Exception as error:
+                results[i] = error
+        keys = [bucket_key(job.content.size, job.options) for job in jobs]
+        for members in group(keys, max(1, len(keys))):
+            painted = stylize_batch([jobs[m] for m in members])
+            for m, result in zip(members, painted, strict=True):
+                results[rows[m]] = (
+                    result if isinstance(result, BaseException) else _jpeg(result.image, 92)
+                )
+        return [r for r in results if r is not None]
+
+    def _job(self, item: BatchItem) -> BatchJob:
+        from engine.imaging import load_image
+
+        request, progress = item.request, item.progress
+
+        def on_event(event: ProgressEvent) -> None:
+            if (converted := job_event(event)) is not None:
+                progress(converted)
+
+        content = load_image(request.content)
+        styles = [style_input(choice, self.gallery) for choice in request.styles]
+        return BatchJob(content, styles, self.options(request), on_event, item.cancel)
+
+
 def make_engine_painter(
     model: str = "vgg19",
     weights: str = "torchvision",
@@ -113,30 +211,24 @@ def make_engine_painter(
     *,
     gallery: Path,
     style_cache_dir: Path | None = None,
-) -> Painter:
-    """A `Painter` running `engine.painter.stylize` on this process's device, network loaded now;
-    gallery slugs are looked up in `gallery`, their style targets cached in `style_cache_dir`."""
+    batch: int | None = None,
+) -> EnginePainter:
+    """The engine painter on this process's device, warmed up now (network loaded, kernels set
+    up, engine.painter.warm_up), so the first user does not pay for it and bad weights stop the
+    worker before it takes a job. Gallery slugs are looked up in `gallery`, their style targets
+    cached in `style_cache_dir`; `batch` (ORSAY_BATCH) defaults to engine.settings
+    .default_batch for the device."""
     from engine.device import pick_device
-    from engine.imaging import load_image
-    from engine.model import load_features
-    from engine.painter import stylize
+    from engine.painter import warm_up
 
     resolved = str(pick_device(device))
-    load_features(model, weights, resolved)  # once per process; stylize() reuses it
-
-    def paint(request: JobRequest, progress: ProgressCallback, cancel: threading.Event) -> bytes:
-        content = load_image(request.content)
-        styles = [style_input(choice, gallery) for choice in request.styles]
-        options = job_options(
-            request, model=model, weights=weights, device=resolved, max_size=max_size
-        )
-        options.style_cache_dir = style_cache_dir
-
-        def on_event(event: ProgressEvent) -> None:
-            if (converted := job_event(event)) is not None:
-                progress(converted)
-
-        result = stylize(content, styles, options, progress=on_event, cancel=cancel)
-        return _jpeg(result.image, quality=92)
-
-    return paint
+    warm_up(model, weights, resolved)
+    return EnginePainter(
+        model,
+        weights,
+        resolved,
+        max_size,
+        gallery=gallery,
+        style_cache_dir=style_cache_dir,
+        batch=batch if batch is not None else default_batch(resolved),
+    )

@@ -1,5 +1,6 @@
 """Which painter a process runs, from the settings: shared by `orsay bot` (embedded queue) and
-`orsay worker`, so ORSAY_PAINTER means the same in both."""
+`orsay worker`, so ORSAY_PAINTER and ORSAY_BATCH mean the same in both. This is the one place
+that builds the engine painter from settings."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from engine.settings import Settings
 
 
 def make_painter(settings: Settings) -> Painter:
-    """The engine on this process's device, or a dev/test painter by name
-    (`ORSAY_PAINTER=stub` or `module:factory`, the factory called with no arguments)."""
+    """The engine on this process's device, taking up to ORSAY_BATCH compatible jobs at once
+    (default: engine.settings.default_batch for the device), or a dev/test painter by name
+    (`ORSAY_PAINTER=stub` or `module:factory`, the factory called with no arguments; a plain
+    Painter paints one job at a time, a BatchPainter brings its own `batch`)."""
     spec = settings.painter
     if spec == "stub":
         from engine.queue.stub_painter import StubPainter
@@ -31,4 +34,5 @@ def make_painter(settings: Settings) -> Painter:
         settings.max_size,
         gallery=settings.gallery,
         style_cache_dir=settings.style_cache_dir,
+        batch=settings.batch,
     )

@@ -19,10 +19,10 @@ once.
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from engine.presets import DEFAULT_QUALITY, DEFAULT_STRENGTH
 
@@ -127,6 +127,39 @@ ProgressCallback = Callable[[JobEvent], None]
 # must check `cancel` between steps and raise engine.errors.Cancelled when it is set. It runs in a
 # worker thread or process, never on the bot's event loop.
 Painter = Callable[[JobRequest, ProgressCallback, threading.Event], bytes]
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One job of a batch as a `BatchPainter` gets it: its own listener and its own cancel flag,
+    so cancelling one job of a batch stops only that job."""
+
+    request: JobRequest
+    progress: ProgressCallback
+    cancel: threading.Event
+
+
+@runtime_checkable
+class BatchPainter(Protocol):
+    """A `Painter` that can also paint up to `batch` compatible jobs in one call (one
+    forward/backward for all of them). Workers take `batch` jobs of one `bucket` at once
+    (engine.queue.batches); a plain `Painter` is a batch-of-1 painter and is called as before.
+
+    `bucket(request)` is equal for jobs `paint_batch` may take together, None for a job to paint
+    alone; it sees the request as stored (content and options; gallery paintings' bytes may be
+    absent) and must be cheap (a header read, no decoding). `paint_batch(items)` returns one
+    result per item, in order: the encoded picture, or the exception that ended that job
+    (engine.errors.Cancelled when its cancel flag stopped it)."""
+
+    batch: int
+
+    def __call__(
+        self, request: JobRequest, progress: ProgressCallback, cancel: threading.Event
+    ) -> bytes: ...
+
+    def bucket(self, request: JobRequest) -> Hashable | None: ...
+
+    def paint_batch(self, items: Sequence[BatchItem]) -> list[bytes | BaseException]: ...
 
 
 class QueueError(Exception):

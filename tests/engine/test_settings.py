@@ -13,7 +13,14 @@ import pytest
 
 from engine import presets
 from engine.options import Quality
-from engine.settings import ConfigError, Settings, is_redis_url, load_settings
+from engine.settings import (
+    CUDA_BATCH,
+    ConfigError,
+    Settings,
+    default_batch,
+    is_redis_url,
+    load_settings,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "123456789:AAsecret-for-the-settings-test"
@@ -40,6 +47,7 @@ WRITTEN = {
     "ORSAY_WORKER_POLL": "0.5",
     "ORSAY_JOB_TIMEOUT": "600",
     "ORSAY_PAINTER": "stub",
+    "ORSAY_BATCH": "8",
 }
 SEEN = {
     "api_url": "http://127.0.0.1:8081",
@@ -61,6 +69,7 @@ SEEN = {
     "worker_poll_s": 0.5,
     "job_timeout_s": 600.0,
     "painter": "stub",
+    "batch": 8,
 }
 
 
@@ -102,6 +111,7 @@ def test_defaults_and_blank_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert default == load_settings({})
     assert (default.token, default.queue_url, default.metrics_port) == (None, None, None)
     assert (default.max_size, default.telegram_rate, default.model) == (512, 30, "vgg19")
+    assert default.batch is None  # the painter's device decides (default_batch)
     assert (default.retention_s, default.shutdown_grace_s) == (0.0, 30.0)
     assert default.gallery == default.data_dir / "gallery"
     assert default.style_cache_dir == default.data_dir / "style-cache"
@@ -134,6 +144,8 @@ def test_an_explicit_mapping_ignores_the_process_environment(
         ("ORSAY_WORKER_LEASE", "x", "ORSAY_WORKER_LEASE must be a number of seconds"),
         ("ORSAY_WORKER_POLL", "-0.1", "ORSAY_WORKER_POLL must not be negative"),
         ("ORSAY_JOB_TIMEOUT", "-5", "ORSAY_JOB_TIMEOUT must not be negative"),
+        ("ORSAY_BATCH", "0", "ORSAY_BATCH must be between 1 and 64, not 0"),
+        ("ORSAY_BATCH", "many", "ORSAY_BATCH must be a whole number"),
         ("ORSAY_ADMINS", "1,bob", "ORSAY_ADMINS must be comma-separated"),
         ("ORSAY_BOT_API_URL", "ftp://x", "ORSAY_BOT_API_URL must start with http"),
         ("ORSAY_LOG_LEVEL", "loud", "ORSAY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR"),
@@ -221,3 +233,8 @@ def test_only_the_settings_module_touches_the_environment() -> None:
             if attribute:
                 offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")  # type: ignore[attr-defined]
     assert not offenders
+
+
+def test_batch_defaults_to_one_on_cpu_and_more_on_cuda() -> None:
+    assert default_batch("cpu") == 1 and default_batch("mps") == 1
+    assert default_batch("cuda") == default_batch("cuda:1") == CUDA_BATCH > 1

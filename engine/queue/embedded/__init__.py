@@ -1,6 +1,7 @@
 """Embedded backend: one SQLite file in the data dir plus one painter thread in the bot process.
 
-    store.py   the jobs table (SQLite DAO) and the lock file
+    store.py   the jobs table (SQLite DAO)
+    lockfile.py  the lock file: one process owns the SQLite file
     events.py  pub/sub with replay, place-in-line updates
     worker.py  the painter thread
     here       `SqliteQueue`, the `JobQueue` façade tying them together
@@ -19,7 +20,8 @@ from typing import Any, TypeVar
 
 from engine.observability import metrics
 from engine.queue.embedded.events import EventHub
-from engine.queue.embedded.store import LockFile, Store
+from engine.queue.embedded.lockfile import LockFile
+from engine.queue.embedded.store import Store
 from engine.queue.embedded.worker import PainterThread
 from engine.queue.limits import QueueLimits
 from engine.queue.policy import RunTimes

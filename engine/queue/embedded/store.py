@@ -1,18 +1,17 @@
-"""The embedded queue's records: one SQLite file, and the lock file that makes it ours.
+"""The embedded queue's records: one SQLite file.
 
 Why SQLite in WAL mode: no server to install, and it survives a kill -9 (a committed job is on
 disk; `synchronous=NORMAL` only risks the last commits on power loss, not on a process crash).
 A `Store` wraps one connection and is used by one thread only (the façade's executor thread, or
-the painter thread with its own). The lock file makes sure only one live process owns the file,
-which is what lets `recover()` treat every RUNNING job it finds as orphaned by a dead process.
+the painter thread with its own). The lock file (lockfile.py) makes sure only one live process
+owns the file, which is what lets `recover()` treat every RUNNING job it finds as orphaned by a
+dead process.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import sqlite3
 import time
 import uuid
@@ -23,6 +22,7 @@ from typing import Any
 
 from engine.observability import metrics
 from engine.queue import blobs
+from engine.queue.batches import Picker
 from engine.queue.codec import decode_request, encode_request, strip_request
 from engine.queue.lifecycle import WORKER_DIED, Outcome
 from engine.queue.limits import QueueLimits
@@ -33,7 +33,6 @@ from engine.queue.seam import (
     JobRequest,
     JobState,
     QueueFull,
-    QueueUnavailable,
     TooManyActiveJobs,
 )
 
@@ -73,35 +72,13 @@ DROP_BLOBS = (
     "DELETE FROM job_blobs WHERE job_id NOT IN (SELECT id FROM jobs WHERE request IS NOT NULL)",
     "DELETE FROM blobs WHERE sha256 NOT IN (SELECT sha256 FROM job_blobs)",
 )
+Claimed = tuple[str, JobRequest, float, float]  # job id, request, created_at, started_at
 ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
 KEEP_RECORDS_S = 2 * 86400  # metadata of delivered jobs, for stats
 PURGE_EVERY_S = 60.0
 JOB_COLUMNS = (
     "id, state, created_at, started_at, finished_at, attempts, error, request, summary, result"
 )
-
-
-class LockFile:
-    """An exclusive flock next to the database: a second process gets QueueUnavailable."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise QueueUnavailable(f"another process is using the queue at {self.path}") from None
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -330,31 +307,58 @@ class Store:
 
     # -- the painter's side ------------------------------------------------------------------
 
-    def claim(self) -> tuple[str, JobRequest, float, float] | None:
-        """Take the head of the line: (job id, request, created_at, started_at) or None."""
+    def claim(self, picker: Picker | None = None) -> list[Claimed]:
+        """Take the head of the line, and with a `picker` that batches, the waiting jobs it
+        picks to paint with it (engine.queue.batches) from the line as it stands once the head
+        has left it, in fair order; [] if none waits."""
         conn = self.conn
         now = time.time()
         with transaction(conn):
             order = self.order()
             if not order:
-                return None
-            job_id = order[0]
-            request, created = conn.execute(
-                "SELECT request, created_at FROM jobs WHERE id = ?", (job_id,)
-            ).fetchone()
-            conn.execute(
-                "UPDATE jobs SET state = 'running', started_at = ?, attempts = attempts + 1"
-                " WHERE id = ?",
-                (now, job_id),
-            )
-            shas = blobs.needed(stored := decode_request(request))
-            found = dict(
-                conn.execute(
-                    f"SELECT sha256, data FROM blobs WHERE sha256 IN ({','.join('?' * len(shas))})",
-                    shas,
-                ).fetchall()
-            )
+                return []
+            ((head_id, head_tries, request, created),) = self._waiting(order[:1])
+            claimed = [self._take(head_id, request, created, now)]
+            if picker is not None and picker.lookahead and head_tries == 0:
+                head = picker.key(head_id, decode_request(request))
+                rows = self._waiting(self.order()[: picker.lookahead])
+                for job_id, _, stored, _ in rows:
+                    if not picker.known(job_id):
+                        picker.key(job_id, decode_request(stored))
+                by_id = {row[0]: row for row in rows}
+                chosen = picker.companions(head, [(r[0], r[1] == 0) for r in rows])
+                claimed += [self._take(i, *by_id[i][2:], now) for i in chosen]
         self.update_gauges()
+        return claimed
+
+    def _waiting(self, ids: list[str]) -> list[tuple[str, int, bytes, float]]:
+        """(id, attempts, stored request, created_at) for `ids`, in their order."""
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        found = {
+            row[0]: row
+            for row in self.conn.execute(
+                f"SELECT id, attempts, request, created_at FROM jobs WHERE id IN ({marks})", ids
+            ).fetchall()
+        }
+        return [found[job_id] for job_id in ids]
+
+    def _take(self, job_id: str, request: bytes, created: float, now: float) -> Claimed:
+        """Mark a waiting job running (one more try), with its paintings' bytes back in."""
+        conn = self.conn
+        conn.execute(
+            "UPDATE jobs SET state = 'running', started_at = ?, attempts = attempts + 1"
+            " WHERE id = ?",
+            (now, job_id),
+        )
+        shas = blobs.needed(stored := decode_request(request))
+        found = dict(
+            conn.execute(
+                f"SELECT sha256, data FROM blobs WHERE sha256 IN ({','.join('?' * len(shas))})",
+                shas,
+            ).fetchall()
+        )
         return job_id, blobs.join(stored, found), created, now
 
     def hand_back(self, job_id: str) -> None:

@@ -1,9 +1,12 @@
 """The embedded queue's painter: one thread of the bot process, with its own SQLite connection.
 
-It takes the head of the fair line, runs the painter (engine.queue.lifecycle.run_painter), and
-records the outcome; its events reach followers through the `EventHub`. A cancel flag per running
-job is how the user (cancel, /forget), a shutdown and the job timeout stop the painter between two
-steps; the reason it was set decides what the stop means (lifecycle.settle).
+It takes the head of the fair line, and for a BatchPainter up to its `batch` compatible jobs
+behind it (engine.queue.batches), runs the painter once for them (engine.queue.lifecycle
+.run_batch), and records each job's outcome; events reach followers through the `EventHub`. A
+cancel flag per running job is how the user (cancel, /forget), a shutdown and the job timeout
+stop that job, and only that job, between two steps; the reason it was set decides what the stop
+means (lifecycle.settle). A shutdown interrupts every job of the batch, and each goes back in
+line.
 """
 
 from __future__ import annotations
@@ -14,20 +17,22 @@ import time
 from pathlib import Path
 
 from engine.observability import metrics
+from engine.queue.batches import Picker
 from engine.queue.embedded.events import EventHub
-from engine.queue.embedded.store import Store
+from engine.queue.embedded.store import Claimed, Store
 from engine.queue.lifecycle import (
     TIMEOUT,
     Interruption,
+    Outcome,
     log_failure,
-    run_painter,
+    run_batch,
     settle,
     stamp,
     terminal_event,
 )
 from engine.queue.limits import QueueLimits
 from engine.queue.policy import RunTimes
-from engine.queue.seam import JobEvent, JobRequest, JobState, Painter
+from engine.queue.seam import BatchItem, JobEvent, JobState, Painter, ProgressCallback
 
 log = logging.getLogger(__name__)
 IDLE_WAIT_S = 0.5
@@ -47,6 +52,7 @@ class PainterThread:
         self.path, self.painter, self.hub, self.run_times = path, painter, hub, run_times
         self.limits = limits
         self.job_timeout_s = job_timeout_s
+        self.picker = Picker(painter)  # how many jobs, and which, it paints at once
         self._lock = threading.Lock()
         self._cancels: dict[str, threading.Event] = {}  # running job -> its cancel flag
         self._why: dict[str, Interruption] = {}
@@ -74,8 +80,8 @@ class PainterThread:
         return True
 
     def stop(self, grace_s: float) -> None:
-        """Stop taking jobs; give the running one `grace_s` to finish, then interrupt it (it goes
-        back in line and runs again on the next start, without costing an attempt)."""
+        """Stop taking jobs; give the running ones `grace_s` to finish, then interrupt them (they
+        go back in line and run again on the next start, without costing an attempt)."""
         self._stopping.set()
         self._wake.set()
         if not self._thread.is_alive():
@@ -96,44 +102,56 @@ class PainterThread:
             while not self._stopping.is_set():
                 self._wake.clear()
                 claimed = self._claim(store)
-                if claimed is None:
+                if not claimed:
                     self._wake.wait(IDLE_WAIT_S)
                     continue
-                self._paint(store, *claimed)
+                self._paint(store, claimed)
         except Exception:
             log.exception("painter thread crashed")
         finally:
             store.close()
 
-    def _claim(self, store: Store) -> tuple[str, JobRequest, float] | None:
-        with self._lock:  # registered before the claim commits: interrupt() always finds it
-            claimed = store.claim()
-            if claimed is None:
-                return None
-            job_id, request, created, started = claimed
-            self._cancels[job_id] = threading.Event()
-        metrics.JOBS.labels(state="running").inc()
-        metrics.WAIT_SECONDS.observe(started - created)
-        self.hub.line_moved()
-        return job_id, request, started
+    def _claim(self, store: Store) -> list[Claimed]:
+        with self._lock:  # registered before the claim commits: interrupt() always finds them
+            claimed = store.claim(self.picker)
+            for job_id, *_ in claimed:
+                self._cancels[job_id] = threading.Event()
+        for _, _, created, started in claimed:
+            metrics.JOBS.labels(state="running").inc()
+            metrics.WAIT_SECONDS.observe(started - created)
+        if claimed:
+            self.hub.line_moved()
+        return claimed
 
-    def _paint(self, store: Store, job_id: str, request: JobRequest, started: float) -> None:
-        cancel = self._cancels[job_id]
-        self.hub.publish_threadsafe(JobEvent(job_id, "started", elapsed_s=0.0))
-        timer = None
-        if self.job_timeout_s:
-            timer = threading.Timer(self.job_timeout_s, self.interrupt, (job_id, "timeout"))
-            timer.daemon = True
-            timer.start()
+    def _paint(self, store: Store, claimed: list[Claimed]) -> None:
+        """Paint the claimed jobs in one painter call; each has its own cancel flag, timeout
+        and outcome."""
+        jobs: list[tuple[str, BatchItem]] = []
+        timers: list[threading.Timer] = []
+        for job_id, request, _, started in claimed:
+            self.hub.publish_threadsafe(JobEvent(job_id, "started", elapsed_s=0.0))
+            if self.job_timeout_s:
+                timer = threading.Timer(self.job_timeout_s, self.interrupt, (job_id, "timeout"))
+                timer.daemon = True
+                timer.start()
+                timers.append(timer)
+            item = BatchItem(request, self._progress(job_id, started), self._cancels[job_id])
+            jobs.append((job_id, item))
+        try:
+            outcomes = run_batch(self.painter, jobs)
+        finally:
+            for timer in timers:
+                timer.cancel()
+        for (job_id, _, _, started), ran in zip(claimed, outcomes, strict=True):
+            self._record(store, job_id, started, ran)
 
+    def _progress(self, job_id: str, started: float) -> ProgressCallback:
         def progress(event: JobEvent) -> None:
             self.hub.publish_threadsafe(stamp(event, job_id, started))
 
-        try:
-            ran = run_painter(self.painter, request, progress, cancel, job_id)
-        finally:
-            if timer is not None:
-                timer.cancel()
+        return progress
+
+    def _record(self, store: Store, job_id: str, started: float, ran: Outcome) -> None:
         with self._lock:
             self._cancels.pop(job_id, None)
             why = self._why.pop(job_id, None)

@@ -1,9 +1,10 @@
 """The Lua scripts behind every change to the Redis queue that must be atomic.
 
 Accepting a job (limits check + insert), leaving the line (and moving the user's later jobs up a
-rank), claiming the head of the line with a lease, finishing and handing back: each is one script,
-so no other client ever sees half of it. Key names come from keys.py; CLAIM finds its job in the
-line, so it builds that job's keys from the prefixes (a single Redis, not a cluster).
+rank), claiming the head of the line with a lease (and a batch's further jobs), finishing and
+handing back: each is one script, so no other client ever sees half of it. Key names come from
+keys.py; CLAIM finds its job in the line, so it builds that job's keys from the prefixes (a
+single Redis, not a cluster).
 Event payloads written by scripts use cjson, which reads back through codec.decode_event.
 """
 
@@ -93,33 +94,63 @@ end
 return 0
 """
 
+# Mark a waiting job running here, with a lease; its record must exist. -> {id, attempts, wait}
+_TAKE = f"""
+local function take(queued, running, line, waits, id, user, now, lease_ms, worker)
+  local job = '{k.JOB_PREFIX}' .. id
+  leave_line(queued, '{k.ACTIVE_PREFIX}' .. user, id)
+  local attempts = redis.call('HINCRBY', job, 'attempts', 1)
+  redis.call('HSET', job, 'state', 'running', 'started_at', now, 'worker', worker)
+  redis.call('HDEL', job, 'note')  -- a painter note belongs to one try
+  redis.call('SADD', running, id)
+  redis.call('SET', '{k.LEASE_PREFIX}' .. id, worker, 'PX', lease_ms)
+  local wait = tonumber(now) - tonumber(redis.call('HGET', job, 'created_at'))
+  redis.call('LPUSH', waits, string.format('%.3f', wait))
+  redis.call('LTRIM', waits, 0, {k.RECENT_WAITS - 1})
+  say('{k.EVENTS_PREFIX}' .. id, {{job_id = id, kind = 'started', elapsed_s = 0}})
+  moved(line, id)
+  return {{id, attempts, string.format('%.3f', wait)}}
+end
+"""
+
 # KEYS: queued, running, line, waits. ARGV: now, lease ms, worker name
 # -> {id, attempts, seconds it waited} of the job now running here, or false (empty line)
 CLAIM = f"""
 {_LINE}
+{_TAKE}
 while true do
   local head = redis.call('ZRANGE', KEYS[1], 0, 0)
   if #head == 0 then return false end
   local id = head[1]
-  local job = '{k.JOB_PREFIX}' .. id
-  local user = redis.call('HGET', job, 'user_id')
+  local user = redis.call('HGET', '{k.JOB_PREFIX}' .. id, 'user_id')
   if not user then
     redis.call('ZREM', KEYS[1], id)  -- its record is gone (forgotten): not a job any more
   else
-    leave_line(KEYS[1], '{k.ACTIVE_PREFIX}' .. user, id)
-    local attempts = redis.call('HINCRBY', job, 'attempts', 1)
-    redis.call('HSET', job, 'state', 'running', 'started_at', ARGV[1], 'worker', ARGV[3])
-    redis.call('HDEL', job, 'note')  -- a painter note belongs to one try
-    redis.call('SADD', KEYS[2], id)
-    redis.call('SET', '{k.LEASE_PREFIX}' .. id, ARGV[3], 'PX', ARGV[2])
-    local wait = tonumber(ARGV[1]) - tonumber(redis.call('HGET', job, 'created_at'))
-    redis.call('LPUSH', KEYS[4], string.format('%.3f', wait))
-    redis.call('LTRIM', KEYS[4], 0, {k.RECENT_WAITS - 1})
-    say('{k.EVENTS_PREFIX}' .. id, {{job_id = id, kind = 'started', elapsed_s = 0}})
-    moved(KEYS[3], id)
-    return {{id, attempts, string.format('%.3f', wait)}}
+    return take(KEYS[1], KEYS[2], KEYS[3], KEYS[4], id, user, ARGV[1], ARGV[2], ARGV[3])
   end
 end
+"""
+
+# A batch's further jobs (engine.queue.batches), after CLAIM took its head: of the ids given, in
+# that (fair) order, the ones still waiting on their first try, at most `most` of them.
+# KEYS: queued, running, line, waits. ARGV: now, lease ms, worker name, most, ids...
+# -> a list of {id, attempts, seconds it waited}, possibly empty
+CLAIM_MORE = f"""
+{_LINE}
+{_TAKE}
+local taken = {{}}
+for i = 5, #ARGV do
+  if #taken >= tonumber(ARGV[4]) then break end
+  local id = ARGV[i]
+  local job = '{k.JOB_PREFIX}' .. id
+  local user = redis.call('HGET', job, 'user_id')
+  if user and redis.call('ZSCORE', KEYS[1], id) and redis.call('HGET', job, 'attempts') == '0'
+  then
+    table.insert(taken, take(KEYS[1], KEYS[2], KEYS[3], KEYS[4], id, user, ARGV[1], ARGV[2],
+      ARGV[3]))
+  end
+end
+return taken
 """
 
 # KEYS: job, active, running, events, day counters, recent runs, lease

@@ -1,15 +1,19 @@
 """Redis backend, worker side: the loop of `orsay worker`, which takes jobs and paints them.
 
-One job at a time: CLAIM takes the head of the fair line and gives this worker a lease
-(`orsay:lease:<id>`, `lease_s` long) that it renews while it paints. A worker that dies stops
-renewing; any live worker's reaper then hands the job back to the line (the try counted), or
-fails it as `worker_died` once it has used `max_attempts` tries. Each try is fenced by its
-attempt number, so a worker that lost its lease cannot overwrite a later try's outcome.
+CLAIM takes the head of the fair line and gives this worker a lease (`orsay:lease:<id>`,
+`lease_s` long) that it renews while it paints. With a BatchPainter, CLAIM_MORE then takes up to
+`batch - 1` compatible jobs from the next places in line (engine.queue.batches), each with its
+own lease, and one painter call paints them all; with a plain Painter (or ORSAY_BATCH=1) it is
+one job at a time. A worker that dies stops renewing; any live worker's reaper then hands each of
+its jobs back to the line (that job's try counted), or fails it as `worker_died` once it has used
+`max_attempts` tries. Each try is fenced by its attempt number, so a worker that lost its lease
+cannot overwrite a later try's outcome.
 
-While a job paints, a watcher checks every `poll_s` whether the user cancelled it (or /forgot),
-whether it ran past `job_timeout_s`, or whether a shutdown's grace is over, and if so sets the
-painter's cancel flag; lifecycle.settle turns the reason into the outcome. Redis outages are
-waited out with a back-off that resets after the next good round trip.
+While jobs paint, a watcher per job checks every `poll_s` whether the user cancelled it (or
+/forgot), whether it ran past `job_timeout_s`, or whether a shutdown's grace is over, and if so
+sets that job's cancel flag (its batch-mates go on); lifecycle.settle turns the reason into the
+outcome. Redis outages are waited out with a back-off that resets after the next good round
+trip.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 from engine.observability import metrics
 from engine.queue import blobs
+from engine.queue.batches import Picker
 from engine.queue.codec import decode_request, encode_event
 from engine.queue.lifecycle import (
     TIMEOUT,
@@ -33,7 +38,7 @@ from engine.queue.lifecycle import (
     Interruption,
     Outcome,
     log_failure,
-    run_painter,
+    run_batch,
     settle,
     stamp,
     terminal_event,
@@ -42,7 +47,7 @@ from engine.queue.limits import QueueLimits
 from engine.queue.redis_backend import keys as k
 from engine.queue.redis_backend import scripts
 from engine.queue.redis_backend.store import DOWN_ERRORS, connect, text
-from engine.queue.seam import JobEvent, JobRequest, JobState, Painter
+from engine.queue.seam import BatchItem, JobEvent, JobRequest, JobState, Painter, ProgressCallback
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 5.0
@@ -55,7 +60,7 @@ class WorkerConfig:
     limits: QueueLimits = field(default_factory=QueueLimits)
     lease_s: float = 10.0  # a dead worker's job is retried this long after it died
     job_timeout_s: float = 3600.0
-    grace_s: float = 30.0  # on stop(): time the running job gets to finish
+    grace_s: float = 30.0  # on stop(): time the running jobs get to finish
     poll_s: float = 0.2  # idle: between looks at the line; busy: between cancel checks
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
@@ -65,6 +70,7 @@ class _Running:
     job_id: str
     attempts: int
     started: float  # unix time, as recorded by CLAIM
+    wait_s: float = 0.0  # how long it waited in line
     cancel: threading.Event = field(default_factory=threading.Event)
     why: Interruption = None
 
@@ -83,9 +89,10 @@ class RedisWorker:
         self._stop_at: float | None = None  # monotonic time stop() was called
         self._grace_s = config.grace_s
         self._reaped_at = 0.0
+        self.picker = Picker(painter)  # how many jobs, and which, it paints at once
 
     def stop(self, grace_s: float | None = None) -> None:
-        """Stop taking jobs; the running one gets the grace period, then goes back in line."""
+        """Stop taking jobs; the running ones get the grace period, then go back in line."""
         if grace_s is not None:
             self._grace_s = grace_s
         if self._stop_at is None:
@@ -96,7 +103,7 @@ class RedisWorker:
         """Take and paint jobs until stop(); Redis being away only pauses it."""
         cfg = self.config
         self.redis = connect(cfg.url)
-        for name in ("CLAIM", "FINISH", "REQUEUE"):
+        for name in ("CLAIM", "CLAIM_MORE", "FINISH", "REQUEUE"):
             self._scripts[name] = self.redis.register_script(getattr(scripts, name))
         beat = asyncio.create_task(self._heartbeat())
         log.info("worker %s taking jobs from %s", cfg.name, cfg.url.split("@")[-1])
@@ -105,17 +112,12 @@ class RedisWorker:
             while not self._stop.is_set():
                 try:
                     await self._reap()
-                    now = time.time()
-                    claimed = await self._scripts["CLAIM"](
-                        keys=[k.QUEUED, k.RUNNING, k.LINE, k.WAITS],
-                        args=[now, int(cfg.lease_s * 1000), cfg.name],
-                    )
+                    claimed = await self._claim()
                     backoff = BACKOFF_S[0]
                     if not claimed:
                         await self._sleep(cfg.poll_s)
                         continue
-                    job_id, attempts, wait_s = text(claimed[0]) or "", int(claimed[1]), claimed[2]
-                    await self._paint(_Running(job_id, attempts, now), float(wait_s))
+                    await self._paint(claimed)
                 except DOWN_ERRORS as exc:
                     log.warning("Redis unreachable (%s); retrying in %.0f s", exc, backoff)
                     await self._sleep(backoff)
@@ -130,28 +132,72 @@ class RedisWorker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), seconds)
 
-    # -- one job -----------------------------------------------------------------------------
+    # -- one batch (one job unless the painter batches) ---------------------------------------
 
-    async def _paint(self, job: _Running, wait_s: float) -> None:
-        job_id, attempts = job.job_id, job.attempts
-        request_b, user_id = await self.redis.hmget(k.job_key(job_id), ["request", "user_id"])
-        metrics.JOBS.labels(state="running").inc()
-        metrics.WAIT_SECONDS.observe(wait_s)
-        metrics.RUNNING_JOBS.inc()
-        try:
-            if request_b is None:  # forgotten between the claim and now
-                return
-            outcome = await self._run_painter(job, await self._with_blobs(request_b))
-        finally:
-            metrics.RUNNING_JOBS.dec()
-        if outcome is None:
-            await self._requeue(job_id, attempts, give_back=True)
-            log.info("job %s handed back to the queue on shutdown", job_id)
+    async def _claim(self) -> list[_Running]:
+        """The head of the line, then (for a BatchPainter, when the head is on its first try)
+        the waiting jobs the picker chooses to paint with it; [] when nobody waits."""
+        now = time.time()
+        args = [now, int(self.config.lease_s * 1000), self.config.name]
+        keys = [k.QUEUED, k.RUNNING, k.LINE, k.WAITS]
+        claimed = await self._scripts["CLAIM"](keys=keys, args=args)
+        if not claimed:
+            return []
+        head = _Running(text(claimed[0]) or "", int(claimed[1]), now, float(claimed[2]))
+        more = await self._companions(head) if head.attempts == 1 else []
+        if not more:
+            return [head]
+        taken = await self._scripts["CLAIM_MORE"](keys=keys, args=[*args, len(more), *more])
+        return [head] + [_Running(text(t[0]) or "", int(t[1]), now, float(t[2])) for t in taken]
+
+    async def _companions(self, head: _Running) -> list[str]:
+        """Ids of waiting jobs in the head's bucket, in fair order (engine.queue.batches); each
+        job's request is read once for its bucket, which the picker then remembers."""
+        picker = self.picker
+        if not picker.lookahead:
+            return []
+        line = [text(i) or "" for i in await self.redis.zrange(k.QUEUED, 0, picker.lookahead - 1)]
+        unknown = [i for i in [head.job_id, *line] if not picker.known(i)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in unknown:
+                pipe.hget(k.job_key(job_id), "request")
+            for job_id in line:
+                pipe.hget(k.job_key(job_id), "attempts")
+            replies = await pipe.execute()
+        for job_id, request_b in zip(unknown, replies[: len(unknown)], strict=True):
+            if request_b is not None:
+                picker.key(job_id, decode_request(request_b))
+        tries = replies[len(unknown) :]
+        first = [(i, t is not None and int(t) == 0) for i, t in zip(line, tries, strict=True)]
+        return picker.companions(picker.key(head.job_id), first)
+
+    async def _paint(self, jobs: list[_Running]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job in jobs:
+                pipe.hmget(k.job_key(job.job_id), ["request", "user_id"])
+            records = await pipe.execute()
+        ready = []
+        for job, (request_b, user_id) in zip(jobs, records, strict=True):
+            metrics.JOBS.labels(state="running").inc()
+            metrics.WAIT_SECONDS.observe(job.wait_s)
+            if request_b is not None:  # else forgotten between the claim and now
+                ready.append((job, text(user_id) or "", await self._with_blobs(request_b)))
+        if not ready:
             return
-        if job.why == "timeout":
-            cause = f"ran past the job timeout ({self.config.job_timeout_s:.0f} s)"
-            log_failure(job_id, TIMEOUT, cause)
-        await self._finish(job_id, text(user_id) or "", outcome, attempts=attempts, job=job)
+        metrics.RUNNING_JOBS.inc(len(ready))
+        try:
+            outcomes = await self._run_painter([(job, request) for job, _, request in ready])
+        finally:
+            metrics.RUNNING_JOBS.dec(len(ready))
+        for (job, user_id, _), outcome in zip(ready, outcomes, strict=True):
+            if outcome is None:
+                await self._requeue(job.job_id, job.attempts, give_back=True)
+                log.info("job %s handed back to the queue on shutdown", job.job_id)
+                continue
+            if job.why == "timeout":
+                cause = f"ran past the job timeout ({self.config.job_timeout_s:.0f} s)"
+                log_failure(job.job_id, TIMEOUT, cause)
+            await self._finish(job.job_id, user_id, outcome, attempts=job.attempts, job=job)
 
     async def _with_blobs(self, request_b: bytes) -> JobRequest:
         """The stored request with its paintings' bytes back in (engine.queue.blobs)."""
@@ -160,25 +206,39 @@ class RedisWorker:
         found = await self.redis.mget([k.blob_key(sha) for sha in shas]) if shas else []
         return blobs.join(request, dict(zip(shas, found, strict=True)))
 
-    async def _run_painter(self, job: _Running, request: Any) -> Outcome | None:
+    async def _run_painter(self, jobs: list[tuple[_Running, JobRequest]]) -> list[Outcome | None]:
+        """Paint the jobs in one painter call, each with its own event writer and its own
+        watcher (lease, cancel, timeout, shutdown); each outcome as lifecycle.settle says."""
         loop = asyncio.get_running_loop()
-        outbox: asyncio.Queue[JobEvent | None] = asyncio.Queue()
+        outboxes: list[asyncio.Queue[JobEvent | None]] = [asyncio.Queue() for _ in jobs]
+        publishers = [
+            asyncio.create_task(self._publish(job.job_id, outbox))
+            for (job, _), outbox in zip(jobs, outboxes, strict=True)
+        ]
+        watchers = [asyncio.create_task(self._watch(job)) for job, _ in jobs]
+        items = [
+            (job.job_id, BatchItem(request, self._progress(loop, job, outbox), job.cancel))
+            for (job, request), outbox in zip(jobs, outboxes, strict=True)
+        ]
+        try:
+            ran = await asyncio.to_thread(run_batch, self.painter, items)
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+            for outbox, publisher in zip(outboxes, publishers, strict=True):
+                outbox.put_nowait(None)
+                with contextlib.suppress(BaseException):
+                    await publisher
+        return [settle(outcome, job.why) for (job, _), outcome in zip(jobs, ran, strict=True)]
 
+    @staticmethod
+    def _progress(
+        loop: asyncio.AbstractEventLoop, job: _Running, outbox: asyncio.Queue[JobEvent | None]
+    ) -> ProgressCallback:
         def progress(event: JobEvent) -> None:
             loop.call_soon_threadsafe(outbox.put_nowait, stamp(event, job.job_id, job.started))
 
-        publisher = asyncio.create_task(self._publish(job.job_id, outbox))
-        watcher = asyncio.create_task(self._watch(job))
-        try:
-            ran = await asyncio.to_thread(
-                run_painter, self.painter, request, progress, job.cancel, job.job_id
-            )
-        finally:
-            watcher.cancel()
-            outbox.put_nowait(None)
-            with contextlib.suppress(BaseException):
-                await publisher
-        return settle(ran, job.why)
+        return progress
 
     async def _watch(self, job: _Running) -> None:
         """Renew the lease; stop the painter for a cancel, the job timeout or a shutdown."""
@@ -321,7 +381,7 @@ class WorkerHandle:
     task: asyncio.Task[None]
 
     async def close(self) -> None:
-        """Like a stop with no grace: a running job is handed back to the queue."""
+        """Like a stop with no grace: running jobs are handed back to the queue."""
         self.worker.stop(grace_s=0)
         await self.task
 

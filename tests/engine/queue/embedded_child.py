@@ -1,23 +1,25 @@
 """A process running the embedded queue, for the crash tests to SIGKILL.
 
-    python embedded_child.py DATA_DIR STEP_S [CONTENT ...]
+    python embedded_child.py [--batch N] DATA_DIR STEP_S [CONTENT ...]
 
-Opens the queue in DATA_DIR with a stub painter (STEP_S seconds per step), submits one job per
-CONTENT (user i+1), prints `submitted <id>` for each, then `started <id>` whenever a job starts, and
+Opens the queue in DATA_DIR with a stub painter (STEP_S seconds per step; with --batch N, the
+batching stub of tests.doubles.batch_painters, N jobs at once), submits one job per CONTENT
+(user i+1), prints `submitted <id>` for each, then `started <id>` whenever a job starts, and
 runs until killed. A CONTENT containing CRASH makes the painter SIGKILL this process.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sys
 from pathlib import Path
 
 from engine.queue import JobRequest, StyleChoice, open_queue
 from engine.queue.stub_painter import StubPainter
+from tests.doubles.batch_painters import BatchingPainter
 
 
-async def main(data_dir: Path, step_s: float, contents: list[str]) -> None:
+async def main(data_dir: Path, step_s: float, contents: list[str], batch: int = 1) -> None:
     ids = []
     if contents:  # submit first, then paint: a crashing job must not kill us before we report
         queue = open_queue(None, data_dir=data_dir)
@@ -28,7 +30,10 @@ async def main(data_dir: Path, step_s: float, contents: list[str]) -> None:
             ids.append(job_id)
             print("submitted", job_id, flush=True)
         await queue.close()
-    queue = open_queue(None, painter=StubPainter(steps=10, step_s=step_s), data_dir=data_dir)
+    painter = StubPainter(steps=10, step_s=step_s)
+    if batch > 1:
+        painter = BatchingPainter(batch=batch, steps=10, step_s=step_s)
+    queue = open_queue(None, painter=painter, data_dir=data_dir)
     await queue.start()
     for job in await queue.undelivered():
         if job.id not in ids:
@@ -44,4 +49,10 @@ async def main(data_dir: Path, step_s: float, contents: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("step_s", type=float)
+    parser.add_argument("contents", nargs="*")
+    args = parser.parse_args()
+    asyncio.run(main(args.data_dir, args.step_s, args.contents, args.batch))

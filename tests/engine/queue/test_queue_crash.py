@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -109,16 +108,6 @@ def spawn_worker(url: str, *extra: str, grace: float = 30) -> subprocess.Popen[s
     env = {**child_env(), "ORSAY_SHUTDOWN_GRACE": str(grace)}
     cmd = [sys.executable, "-m", "orsay", "worker", "--queue", url, "--stub-painter"]
     return subprocess.Popen([*cmd, *extra], env=env, text=True, stderr=subprocess.DEVNULL)
-
-
-@pytest.fixture
-def workers() -> Iterator[list[subprocess.Popen[str]]]:
-    procs: list[subprocess.Popen[str]] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 async def wait_for_progress(queue: JobQueue, job_id: str) -> None:

@@ -1,0 +1,42 @@
+"""The engine painter's batching seam, without painting: a job's bucket comes from the photo's
+header alone, and agrees with what the decoder will make of the photo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.imaging import load_image
+from engine.queue import BatchPainter, JobOptions, JobRequest
+from engine.queue.painter import EnginePainter, content_size
+from tests.engine.imaging.samples import encode, gradient, jpeg_exif
+
+
+def photo(orientation: int, size: tuple[int, int] = (48, 32)) -> bytes:
+    return encode(gradient(size), "JPEG", exif=jpeg_exif(orientation))
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_content_size_is_the_upright_size_the_decoder_gives(orientation: int) -> None:
+    data = photo(orientation)
+    assert content_size(data) == load_image(data).size
+    assert content_size(data) == ((32, 48) if orientation in (6, 8) else (48, 32))
+
+
+def test_buckets_group_by_shape_and_options(tmp_path: Path) -> None:
+    painter = EnginePainter(
+        "vgg19", "random", "cpu", 512, gallery=tmp_path, style_cache_dir=None, batch=2
+    )
+    assert isinstance(painter, BatchPainter)
+
+    def bucket(data: bytes, **options: object) -> object:
+        return painter.bucket(JobRequest(1, 1, data, [], JobOptions(**options)))  # type: ignore[arg-type]
+
+    wide, same_aspect = photo(1, (48, 32)), photo(1, (96, 64))
+    assert bucket(wide) == bucket(same_aspect)  # one output shape at the same size
+    assert bucket(wide) == bucket(wide, strength="subtle", preserve_colors=True)  # per job
+    assert bucket(wide) != bucket(photo(6))  # upright it is tall: another shape
+    assert bucket(wide, size=256) != bucket(wide, size=384)
+    # a quality's step budget and tolerance are per job; at one size its scales are the same
+    assert bucket(wide, quality="fast") == bucket(wide, quality="high")
