@@ -8,16 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.queue import JobQueue, JobState, open_queue
+from engine.queue import JobState, open_queue
 from engine.queue.redis_backend.worker import WorkerConfig, start_worker_task
 from tests.doubles.batch_painters import BatchingPainter
 from tests.doubles.queue_helpers import RedisServer, request
 from tests.engine.queue.test_queue_crash import (
     HERE,
     child_env,
+    delivered_once,
     kill9,
-    outcome,
     read_until,
+    spawn_worker,
     wait_for_progress,
 )
 
@@ -27,17 +28,6 @@ def spawn_embedded_batches(data_dir: Path, *contents: str) -> subprocess.Popen[s
     return subprocess.Popen(
         [*child, "0.05", *contents], stdout=subprocess.PIPE, text=True, env=child_env()
     )
-
-
-async def delivered_once(queue: JobQueue, ids: list[str]) -> dict[str, int]:
-    """Every job ends `done`, once, and waits to be delivered; its tries, by id."""
-    for job_id in ids:
-        events = await outcome(queue, job_id, timeout=60)
-        assert [e.kind for e in events if e.terminal] == ["done"]
-    jobs = {job.id: job for job in await queue.undelivered()}
-    assert set(jobs) == set(ids)
-    assert all(job.state == JobState.DONE for job in jobs.values())
-    return {job_id: jobs[job_id].attempts for job_id in ids}
 
 
 async def test_embedded_kill9_mid_batch_gives_every_job_back(tmp_path: Path) -> None:
@@ -64,10 +54,8 @@ async def test_redis_worker_kill9_mid_batch_gives_every_job_back(
     await queue.start()
     try:
         ids = [(await queue.submit(request(user=u, content=b"job%d" % u)))[0] for u in range(3)]
-        env = {**child_env(), "ORSAY_PAINTER": "tests.doubles.batch_painters:pairs"}
-        cmd = [sys.executable, "-m", "orsay", "worker", "--queue", redis_server.url]
-        spawn = [*cmd, "--lease", "1"]
-        workers.append(subprocess.Popen(spawn, env=env, text=True, stderr=subprocess.DEVNULL))
+        pairs = "tests.doubles.batch_painters:pairs"
+        workers.append(spawn_worker(redis_server.url, "--lease", "1", painter=pairs))
         await asyncio.gather(*(wait_for_progress(queue, job_id) for job_id in ids[:2]))
         kill9(workers[0])  # both jobs of its batch were being painted
         painter = BatchingPainter(batch=2)

@@ -60,6 +60,17 @@ async def outcome(queue: JobQueue, job_id: str, timeout: float = 30.0) -> list[J
     return await asyncio.wait_for(collect(), timeout)
 
 
+async def delivered_once(queue: JobQueue, ids: list[str]) -> dict[str, int]:
+    """Every job ends `done`, once, and waits to be delivered (none lost); its tries, by id."""
+    for job_id in ids:
+        events = await outcome(queue, job_id, timeout=60)
+        assert [e.kind for e in events if e.terminal] == ["done"]
+    jobs = {job.id: job for job in await queue.undelivered()}
+    assert set(jobs) == set(ids)
+    assert all(job.state == JobState.DONE for job in jobs.values())
+    return {job_id: jobs[job_id].attempts for job_id in ids}
+
+
 async def test_embedded_kill9_mid_job_then_restart(tmp_path: Path) -> None:
     child = spawn_embedded(tmp_path, 0.05, "one", "two", "three")
     ids = read_until(child, "submitted", 3)
@@ -69,12 +80,7 @@ async def test_embedded_kill9_mid_job_then_restart(tmp_path: Path) -> None:
     queue = open_queue(None, painter=StubPainter(), data_dir=tmp_path)
     await queue.start()
     try:
-        for job_id in ids:
-            events = await outcome(queue, job_id)
-            assert [e.kind for e in events if e.terminal] == ["done"]
-        jobs = {job.id: job for job in await queue.undelivered()}
-        assert set(jobs) == set(ids)  # none lost, each waiting to be delivered once
-        assert sorted(job.attempts for job in jobs.values()) == [1, 1, 2]
+        assert sorted((await delivered_once(queue, ids)).values()) == [1, 1, 2]
         for job_id in ids:
             await queue.acknowledge(job_id)
         assert await queue.undelivered() == []
@@ -104,9 +110,16 @@ async def test_embedded_job_that_kills_every_worker_is_reported(tmp_path: Path) 
 # -- Redis: `orsay worker` processes ------------------------------------------------------------
 
 
-def spawn_worker(url: str, *extra: str, grace: float = 30) -> subprocess.Popen[str]:
+def spawn_worker(
+    url: str, *extra: str, grace: float = 30, painter: str | None = None
+) -> subprocess.Popen[str]:
+    """`orsay worker` with the stub painter, or with `painter` (an ORSAY_PAINTER spec)."""
     env = {**child_env(), "ORSAY_SHUTDOWN_GRACE": str(grace)}
-    cmd = [sys.executable, "-m", "orsay", "worker", "--queue", url, "--stub-painter"]
+    cmd = [sys.executable, "-m", "orsay", "worker", "--queue", url]
+    if painter is None:
+        cmd.append("--stub-painter")
+    else:
+        env["ORSAY_PAINTER"] = painter
     return subprocess.Popen([*cmd, *extra], env=env, text=True, stderr=subprocess.DEVNULL)
 
 
@@ -131,13 +144,7 @@ async def test_redis_worker_kill9_mid_job_then_restart(
         await wait_for_progress(queue, ids[0])
         kill9(workers[0])
         workers.append(spawn_worker(redis_server.url, *slow))
-        for job_id in ids:
-            events = await outcome(queue, job_id, timeout=60)
-            assert [e.kind for e in events if e.terminal] == ["done"]
-        jobs = {job.id: job for job in await queue.undelivered()}
-        assert set(jobs) == set(ids)
-        assert jobs[ids[0]].attempts == 2 and jobs[ids[0]].state == JobState.DONE
-        assert [jobs[i].attempts for i in ids[1:]] == [1, 1]
+        assert await delivered_once(queue, ids) == {ids[0]: 2, ids[1]: 1, ids[2]: 1}
     finally:
         await queue.close()
 
