@@ -30,7 +30,8 @@ from engine.queue.seam import JobRequest, ProgressCallback
 OOM_MESSAGE = "CPU out of memory: retrying at {size} px"  # the engine's words (engine/painter.py)
 
 
-def _jpeg(rgb: tuple[int, int, int], size: int) -> bytes:
+def solid_jpeg(rgb: tuple[int, int, int], size: int) -> bytes:
+    """The stub's result: one colour, so a test can tell which request it painted."""
     buf = io.BytesIO()
     Image.new("RGB", (size, size), rgb).save(buf, format="JPEG", quality=80)
     return buf.getvalue()
@@ -62,12 +63,9 @@ class StubPainter:
         self, request: JobRequest, progress: ProgressCallback, cancel: threading.Event
     ) -> bytes:
         content = request.content
-        if self.crash_marker and self.crash_marker in content:
-            os.kill(os.getpid(), signal.SIGKILL)
-        if self.fail_marker and self.fail_marker in content:
-            raise CorruptImage("The photo could not be read.")
-        if self.error_marker and self.error_marker in content:
-            raise RuntimeError("stub painter bug")
+        refused = self._refusal(content)
+        if refused is not None:
+            raise refused
         colour = result_colour(request)
         total = self.steps * self.scales
         oom = bool(self.oom_marker and self.oom_marker in content)
@@ -85,7 +83,17 @@ class StubPainter:
                 self._report(progress, scale, step, done / total, preview, None)
         if cancel.is_set():
             raise Cancelled("cancelled")
-        return _jpeg(colour, self.size)
+        return solid_jpeg(colour, self.size)
+
+    def _refusal(self, content: bytes) -> BaseException | None:
+        """What the markers make of this job: None to paint it (the crash marker kills)."""
+        if self.crash_marker and self.crash_marker in content:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.fail_marker and self.fail_marker in content:
+            return CorruptImage("The photo could not be read.")
+        if self.error_marker and self.error_marker in content:
+            return RuntimeError("stub painter bug")
+        return None
 
     def _report(
         self,

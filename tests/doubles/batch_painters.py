@@ -10,18 +10,15 @@ cancel flag: a cancelled job ends with `Cancelled` and its batch-mates go on. Im
 
 from __future__ import annotations
 
-import io
-import os
-import signal
 import threading
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 from PIL import Image
 
-from engine.errors import Cancelled, CorruptImage
+from engine.errors import Cancelled
 from engine.queue.seam import BatchItem, JobRequest, ProgressCallback
-from engine.queue.stub_painter import StubPainter, result_colour
+from engine.queue.stub_painter import StubPainter, result_colour, solid_jpeg
 
 HOLD_TIMEOUT_S = 30.0
 
@@ -79,20 +76,8 @@ class BatchingPainter(StubPainter):
         if any(self.hold_marker in request.content for request in requests):
             assert self.release.wait(HOLD_TIMEOUT_S), "the test never released the painter"
 
-    def _refusal(self, content: bytes) -> BaseException | None:
-        """What the stub's markers make of this job: None to paint it."""
-        if self.crash_marker and self.crash_marker in content:
-            os.kill(os.getpid(), signal.SIGKILL)
-        if self.fail_marker and self.fail_marker in content:
-            return CorruptImage("The photo could not be read.")
-        if self.error_marker and self.error_marker in content:
-            return RuntimeError("stub painter bug")
-        return None
-
     def _picture(self, request: JobRequest) -> bytes:
-        buf = io.BytesIO()
-        Image.new("RGB", (self.size, self.size), result_colour(request)).save(buf, format="JPEG")
-        return buf.getvalue()
+        return solid_jpeg(result_colour(request), self.size)
 
 
 def pairs() -> BatchingPainter:
