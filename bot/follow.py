@@ -283,7 +283,7 @@ class Delivery:
             await self._deliver(event)
             return True
         elif event.kind == "failed":
-            markup = keyboards.failure(self.lang, event.reason)
+            markup = keyboards.failure(self.lang, reason_code(event.reason))
             await self._final(failure_text(self.lang, event.reason), markup)
             return True
         elif event.kind == "cancelled":
@@ -460,10 +460,14 @@ REASON_TEXTS = {
 NOTICE_TEXTS = {"oom_retry": "note_oom_retry"}  # painter notices the bot can translate
 
 
+def reason_code(reason: str | None) -> str:
+    """A failed job's reason as the bot knows it: an unknown or missing one is a painter error."""
+    return reason if reason in REASON_TEXTS else "painter_error"
+
+
 def failure_text(lang: str, reason: str | None) -> str:
     """What the user reads when a job failed: the specific reason, in their language."""
-    key = REASON_TEXTS.get(reason or "", "painter_error")
-    return t(lang, "done_failed", reason=t(lang, key))
+    return t(lang, "done_failed", reason=t(lang, REASON_TEXTS[reason_code(reason)]))
 
 
 def _note(lang: str, event: JobEvent) -> str:

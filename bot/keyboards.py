@@ -123,9 +123,10 @@ FAILURE_ACTIONS = {
 }
 
 
-def failure(lang: str, reason: str | None) -> InlineKeyboardMarkup | None:
-    """The button under a failure message, if pressing something could help (FAILURE_ACTIONS)."""
-    action = FAILURE_ACTIONS.get(reason or "painter_error")
+def failure(lang: str, reason: str) -> InlineKeyboardMarkup | None:
+    """The button under a failure message, if pressing something could help (FAILURE_ACTIONS);
+    `reason` is a code the bot knows (bot.follow.reason_code)."""
+    action = FAILURE_ACTIONS.get(reason)
     if action is None:
         return None
     key, parts = action
