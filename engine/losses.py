@@ -11,12 +11,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 
 from engine.model import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, VGGFeatures
 from engine.options import StylizeOptions
+
+if TYPE_CHECKING:
+    from engine.objective import Context
 
 # Per layer, a small dict of tensors: {"gram"} or {"mean", "cov", "cov_sqrt"}.
 Targets = dict[str, dict[str, torch.Tensor]]
@@ -248,12 +252,12 @@ class GatysLoss:
         self.style = style_targets
         self.layers = tuple(dict.fromkeys(self.w.content_layers + self.w.style_layers))
 
-    def select(self, rows: Sequence[int]) -> GatysLoss:
+    def select(self, rows: Sequence[int] | torch.Tensor) -> GatysLoss:
         """The objective of some rows only (in that order)."""
-        index = torch.as_tensor(list(rows), dtype=torch.long, device=self.factors.device)
+        index = torch.as_tensor(rows, dtype=torch.long, device=self.factors.device)
         picked = GatysLoss.__new__(GatysLoss)
         picked.net, picked.w, picked.layers = self.net, self.w, self.layers
-        picked.rows = [self.rows[i] for i in rows]
+        picked.rows = [self.rows[i] for i in index.tolist()]
         picked.factors = self.factors[index]
         picked.content = {k: v[index] for k, v in self.content.items()}
         picked.style = select_targets(self.style, index)
@@ -279,6 +283,110 @@ class GatysLoss:
         c, s, t = self.factors.unbind(1)
         total = c * content + s * style + t * tv
         return {"content": content, "style": style, "tv": tv, "total": total}
+
+    def value_and_grad(
+        self, ctx: Context, image: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's total loss at `image` (B,) and its gradient (the gradient of the rows' sum),
+        from one network forward and backward.
+
+        For Gram style losses the loss's own gradient with respect to the features is written
+        out (`_gram_value_and_feature_grads`) and only the network goes through autograd: the
+        autograd graph of `parts` dispatched 186 operators per evaluation at 32 px (VGG19, five
+        style layers; bench/step_profile.py), the hand-written one about half of that."""
+        x = image.detach().requires_grad_(True)
+        features = ctx.features(x, self.layers)
+        if self.w.kind != "gram":
+            total = self.parts(x, features)["total"]
+            (grad,) = torch.autograd.grad(total.sum(), x)
+            return total.detach(), grad
+        with torch.no_grad():
+            total, feature_grads, image_grad = self._gram_value_and_feature_grads(
+                x.detach(), features
+            )
+        names = list(feature_grads)
+        outputs = [features[n] for n in names]
+        (grad,) = torch.autograd.grad(outputs, x, [feature_grads[n] for n in names])
+        return total, grad.add_(image_grad)
+
+    def _gram_value_and_feature_grads(
+        self, image: torch.Tensor, features: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """`parts(...)["total"]` for Gram style losses, with d total / d features and the total
+        variation's d total / d image. Per style layer, with G = FFᵀ/n (n = C·H·W) and the
+        target T: the loss is mean((G − T)²) over C², so d/dF = 4·(G − T)·F / (C²·n) (G − T is
+        symmetric). Statistics in fp32; the features' gradient in their own precision."""
+        w = self.w
+        c_weight, s_weight, t_weight = self.factors.unbind(1)
+        grads: dict[str, torch.Tensor] = {}
+        style = torch.zeros_like(c_weight)
+        s_rows = s_weight.view(-1, 1, 1)
+        for name, layer_weight in zip(w.style_layers, w.layer_weights, strict=True):
+            feats = features[name]
+            b, c, h, width = feats.shape
+            n = c * h * width
+            channels_last = feats.is_contiguous(memory_format=torch.channels_last)
+            if channels_last and not feats.is_contiguous():
+                flat = feats.permute(0, 2, 3, 1).reshape(b, h * width, c)  # (b, hw, c)
+            else:
+                flat = feats.reshape(b, c, h * width)  # (b, c, hw)
+            wide = flat.float() if flat.dtype in (torch.bfloat16, torch.float16) else flat
+            if flat.shape[1] == c:
+                diff = torch.baddbmm(self.style[name]["gram"], wide, wide.mT, beta=-1, alpha=1 / n)
+            else:
+                diff = torch.baddbmm(self.style[name]["gram"], wide.mT, wide, beta=-1, alpha=1 / n)
+            squared = diff.flatten(1)
+            style = style.add_(torch.linalg.vecdot(squared, squared), alpha=layer_weight / c**2)
+            scaled = (diff * (s_rows * (4 * layer_weight / (c * c * n)))).to(flat.dtype)
+            if flat.shape[1] == c:
+                grads[name] = torch.bmm(scaled, flat).view(b, c, h, width)
+            else:
+                grads[name] = torch.bmm(flat, scaled).view(b, h, width, c).permute(0, 3, 1, 2)
+        content = torch.zeros_like(c_weight)
+        for name in w.content_layers:
+            feats = features[name]
+            diff = feats.float() - self.content[name]
+            flat_diff = diff.flatten(1)
+            count = flat_diff.shape[1]
+            content = content.add_(torch.linalg.vecdot(flat_diff, flat_diff), alpha=1 / count)
+            grad = (diff * (c_weight.view(-1, 1, 1, 1) * (2 / count))).to(feats.dtype)
+            grads[name] = grads[name] + grad if name in grads else grad
+        tv, image_grad = _tv_value_and_grad(image.float(), t_weight)
+        total = torch.addcmul(torch.addcmul(tv * t_weight, c_weight, content), s_weight, style)
+        return total, grads, image_grad.to(image.dtype)
+
+
+_DIFFERENCES: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _tv_value_and_grad(
+    image: torch.Tensor, weight: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`total_variations(image)` and the gradient of Σ weight·tv, with the neighbour differences
+    taken as depthwise 2-tap convolutions (one operator each way instead of two slices and a
+    subtraction, and their adjoint is one transposed convolution instead of two pads)."""
+    key = (image.device, image.dtype)
+    if key not in _DIFFERENCES:
+        tap = torch.tensor([-1.0, 1.0], dtype=image.dtype, device=image.device)
+        _DIFFERENCES[key] = (
+            tap.view(1, 1, 2, 1).repeat(3, 1, 1, 1),
+            tap.view(1, 1, 1, 2).repeat(3, 1, 1, 1),
+        )
+    down_kernel, right_kernel = _DIFFERENCES[key]
+    down = F.conv2d(image, down_kernel, groups=3).flatten(1)
+    right = F.conv2d(image, right_kernel, groups=3).flatten(1)
+    n_down, n_right = down.shape[1], right.shape[1]
+    tv = torch.add(
+        torch.linalg.vecdot(down, down) / n_down,
+        torch.linalg.vecdot(right, right),
+        alpha=1 / n_right,
+    )
+    rows = weight.view(-1, 1)
+    grad_down = (down * (rows * (2 / n_down))).view(image.shape[0], 3, image.shape[2] - 1, -1)
+    grad_right = (right * (rows * (2 / n_right))).view(image.shape[0], 3, image.shape[2], -1)
+    grad = F.conv_transpose2d(grad_down, down_kernel, groups=3)
+    grad = grad + F.conv_transpose2d(grad_right, right_kernel, groups=3)
+    return tv, grad
 
 
 def finite(value: float) -> float | None:

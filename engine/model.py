@@ -8,6 +8,7 @@ worker pays for loading once. Nothing here touches the network at import time.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
@@ -64,7 +65,13 @@ def layer_indices(features: Iterable[nn.Module]) -> dict[str, int]:
 
 class VGGFeatures(nn.Module):
     """Returns the activations of the named layers; stops after the deepest one requested, so
-    layers past it cost nothing."""
+    layers past it cost nothing.
+
+    The input is normalised in its own precision (fp32), then converted once to the weights'
+    dtype and memory format, as autocast would convert it for the first convolution. `cast`
+    gives the same network with its weights in another dtype, made once: running bf16 under
+    autocast re-cast every frozen conv weight and bias at every forward (27 casts per
+    evaluation to relu5_1, bench/step_profile.py), for the same numbers."""
 
     mean: torch.Tensor
     std: torch.Tensor
@@ -81,6 +88,36 @@ class VGGFeatures(nn.Module):
                 layer.inplace = False  # captured activations must not be overwritten
         self.requires_grad_(False)
         self.eval()
+        self.input_format = torch.contiguous_format
+        self._casts: dict[torch.dtype, VGGFeatures] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.layers.parameters()).dtype
+
+    def prepare(self, memory_format: torch.memory_format) -> None:
+        """Keep the weights (and take inputs) in `memory_format`: channels_last is what makes
+        oneDNN/cuDNN bf16 convolutions fast. Idempotent; casts follow."""
+        with self._lock:
+            if self.input_format != memory_format:
+                self.layers.to(memory_format=memory_format)
+                self.input_format = memory_format
+                self._casts.clear()
+
+    def cast(self, dtype: torch.dtype) -> VGGFeatures:
+        """This network with its conv weights in `dtype` (made once, then shared; the input
+        normalisation stays fp32)."""
+        if dtype == self.dtype:
+            return self
+        with self._lock:
+            if dtype not in self._casts:
+                twin = copy.copy(self)
+                twin._modules = dict(self._modules)
+                twin.layers = copy.deepcopy(self.layers).to(dtype)
+                twin._casts, twin._lock = {}, threading.Lock()
+                self._casts[dtype] = twin
+            return self._casts[dtype]
 
     def index(self, name: str) -> int:
         if name not in self.names:
@@ -91,7 +128,7 @@ class VGGFeatures(nn.Module):
     def forward(self, image: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
         wanted = {self.index(name): name for name in layers}
         out: dict[str, torch.Tensor] = {}
-        x = (image - self.mean.to(image.dtype)) / self.std.to(image.dtype)
+        x = ((image - self.mean) / self.std).to(self.dtype, memory_format=self.input_format)
         last = max(wanted)
         for index, layer in enumerate(self.layers):
             x = layer(x)

@@ -42,16 +42,19 @@ class Context:
     ) -> None:
         self.net, self.device, self.precision = net, device, precision
         self.fmt = devices.memory_format(device, precision)
+        net.prepare(self.fmt)
         self.one_forward = device.type != "cpu" if one_forward is None else one_forward
 
     def features(
         self, image: torch.Tensor, layers: Sequence[str], precision: str | None = None
     ) -> dict[str, torch.Tensor]:
-        with devices.autocast(self.device, precision or self.precision):
-            if self.one_forward or image.shape[0] == 1:
-                return self.net(image.contiguous(memory_format=self.fmt), layers)
-            rows = [self.net(x.contiguous(memory_format=self.fmt), layers) for x in image.split(1)]
-            return {name: torch.cat([r[name] for r in rows]) for name in rows[0]}
+        net = self.net
+        if (precision or self.precision) == "bf16" and self.device.type in ("cuda", "cpu"):
+            net = net.cast(torch.bfloat16)  # what autocast ran, without re-casting the weights
+        if self.one_forward or image.shape[0] == 1:
+            return net(image, layers)
+        rows = [net(x, layers) for x in image.split(1)]
+        return {name: torch.cat([r[name] for r in rows]) for name in rows[0]}
 
 
 def _style_tensor(

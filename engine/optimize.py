@@ -1,11 +1,14 @@
 """One optimizer loop over one scale, for a batch of jobs painted in lockstep.
 
 Each job is a row of the pixel tensor and a `Lane`: its step budget, early-stop tolerance,
-cancel event and progress hook. One network forward/backward per evaluation serves every row
-still running; a row that finishes (budget spent, early stop, diverged) or is cancelled leaves
-the batch and the others carry on. Losses, best images and the early-stop test stay on the
-device; the loop reads them back every `progress_every` steps (and at preview and final steps).
-Cancellation is checked before every evaluation, so it lands within one evaluation.
+cancel event and progress hook. One network forward/backward per step serves every row still
+running (on a GPU; see `Context.one_forward` for the CPU's per-row groups); a row that finishes
+(budget spent, early stop, diverged) or is cancelled leaves the batch and the others carry on.
+
+Nothing in a step reads the device back: losses, best images and the early-stop test stay on
+the device, and the loop reads them back in one transfer every `progress_every` steps (8 on a
+GPU) and at the steps where something is due (a preview, a lane's last step). Cancellation is a
+host-side event checked before every evaluation, so it lands within one evaluation.
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ log = logging.getLogger(__name__)
 
 ADAM_LR = 0.02  # pixels live in [0, 1]; Gatys-Adam recipes use 1-10 on a 0-255 scale
 GPU_PROGRESS_EVERY = 8  # unmeasured: a GPU has not run this loop yet
+OPTIMIZERS = ("lbfgs", "adam")
 
 
 class BatchOptimizer(Protocol):
     def step(self) -> torch.Tensor: ...  # each row's loss after the step, (B,) on the device
-    def keep(self, rows: Sequence[int]) -> None: ...
+    def keep(self, rows: Sequence[int] | torch.Tensor) -> None: ...
 
 
 OptimizerFactory = Callable[[torch.Tensor, BatchEvaluate, Tuning], BatchOptimizer]
@@ -50,7 +54,7 @@ class BatchAdam:
         self.m, self.v, self.t = torch.zeros_like(self.x), torch.zeros_like(self.x), 0
 
     def step(self) -> torch.Tensor:
-        f, g = self.evaluate(self.x, None)
+        f, g = self.evaluate(self.x)
         g = g.reshape(self.x.shape)
         self.t += 1
         self.m.mul_(0.9).add_(g, alpha=0.1)
@@ -59,8 +63,8 @@ class BatchAdam:
         self.x.addcdiv_(self.m, denom, value=-self.lr / (1 - 0.9**self.t)).clamp_(0, 1)
         return f.detach()
 
-    def keep(self, rows: Sequence[int]) -> None:
-        index = torch.as_tensor(list(rows), device=self.x.device)
+    def keep(self, rows: Sequence[int] | torch.Tensor) -> None:
+        index = torch.as_tensor(rows, device=self.x.device)
         self.x, self.m, self.v = self.x[index], self.m[index], self.v[index]
 
 
@@ -68,6 +72,8 @@ def make_optimizer(name: str) -> OptimizerFactory:
     """`lbfgs`: engine.lbfgs's box-aware, preconditioned L-BFGS; `adam`: BatchAdam."""
     if name == "adam":
         return lambda x, evaluate, tuning: BatchAdam(x, evaluate)
+    if name != "lbfgs":
+        raise ValueError(f"unknown optimizer {name!r} (choose {' or '.join(OPTIMIZERS)})")
 
     def lbfgs(x: torch.Tensor, evaluate: BatchEvaluate, tuning: Tuning) -> BatchOptimizer:
         strength = tuning.precondition
@@ -94,7 +100,9 @@ class Lane:
 
 
 @dataclasses.dataclass
-class Outcome:
+class LaneResult:
+    """How one lane's scale ended."""
+
     best: torch.Tensor | None = None  # (1, 3, H, W): the lowest-loss image any evaluation saw
     best_loss: float = math.inf
     steps_run: int = 0
@@ -104,53 +112,102 @@ class Outcome:
     early_stopped: bool = False
 
 
-@dataclasses.dataclass
-class _State:
-    """The rows still running: their objective and best images (replaced as rows leave)."""
-
-    objective: GatysLoss
-    best: torch.Tensor
-
-
 class _RowsCancelled(Exception):
     def __init__(self, rows: list[int]) -> None:
         super().__init__("cancelled")
         self.rows = rows
 
 
-class _PerRow:
-    """One optimizer per row, stepped in turn: the batch-invariant path (see
-    engine.objective.Context.one_forward). A step interrupted by a cancelled row resumes where
-    it stopped, so no row steps twice."""
-
-    def __init__(self, rows: list[BatchOptimizer]) -> None:
-        self.rows = rows
-        self.stepped: dict[int, torch.Tensor] = {}
-
-    def step(self) -> torch.Tensor:
-        for k, opt in enumerate(self.rows):
-            if k not in self.stepped:
-                self.stepped[k] = opt.step()
-        values = torch.cat([self.stepped[k] for k in range(len(self.rows))])
-        self.stepped = {}
-        return values
-
-    def keep(self, rows: Sequence[int]) -> None:
-        self.stepped = {
-            new: self.stepped[old] for new, old in enumerate(rows) if old in self.stepped
-        }
-        self.rows = [self.rows[r] for r in rows]
-
-
-def _row_evaluate(evaluate: BatchEvaluate, active: list[int], lane: int) -> BatchEvaluate:
-    """The batch's evaluate for one lane's row, wherever that row is now."""
-    return lambda x, rows: evaluate(x, [active.index(lane)])
-
-
 def progress_every(tuning: Tuning, device: torch.device) -> int:
     if tuning.progress_every is not None:
         return max(1, tuning.progress_every)
     return 1 if device.type == "cpu" else GPU_PROGRESS_EVERY
+
+
+class _Group:
+    """Rows stepped by one optimizer: their lanes, objective, best images and losses so far,
+    and the recent losses the early stop compares (all on the device)."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        ids: list[int],
+        objective: GatysLoss,
+        start: torch.Tensor,
+        lanes: Sequence[Lane],
+        results: list[LaneResult],
+        began: float,
+    ) -> None:
+        self.ctx, self.ids, self.objective = ctx, ids, objective
+        self.lanes, self.results, self.began = lanes, results, began
+        self.best = start.detach().clone()
+        self.best_loss = torch.full((len(ids),), math.inf, device=start.device)
+        tolerances = [lanes[i].tolerance for i in ids]
+        self.tolerances = torch.tensor(tolerances, device=start.device)
+        self.history: list[torch.Tensor] = []
+        self.values = self.best_loss
+        self.opt: BatchOptimizer | None = None
+
+    def evaluate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gone = [r for r, i in enumerate(self.ids) if self.lanes[i].cancelled()]
+        if gone:
+            raise _RowsCancelled(gone)
+        values, grad = self.objective.value_and_grad(self.ctx, x)
+        improved = (values < self.best_loss).view(-1, *([1] * (x.dim() - 1)))
+        self.best = torch.where(improved, x.detach(), self.best)
+        self.best_loss = torch.minimum(values, self.best_loss)
+        for i in self.ids:
+            self.results[i].evaluations += 1
+        return values, grad
+
+    def step(self) -> None:
+        """One optimizer step for the rows that are not cancelled (those leave, Cancelled)."""
+        assert self.opt is not None
+        while self.ids:
+            try:
+                self.values = self.opt.step()
+            except _RowsCancelled as stop:  # the step changed nothing; retried for the rest
+                self.finish(stop.rows, Cancelled("cancelled"), self.best_loss.tolist())
+                continue
+            self.history = [*self.history[-EARLY_STOP_WINDOW:], self.values]
+            return
+
+    def stalled(self, step: int) -> torch.Tensor:
+        """Rows whose loss fell by at most their tolerance over the last EARLY_STOP_WINDOW steps."""
+        if step < max(MIN_STEPS_BEFORE_STOP, EARLY_STOP_WINDOW + 1):
+            return torch.zeros_like(self.values)
+        before = self.history[0]
+        return (
+            (self.tolerances > 0) & ((before - self.values) <= self.tolerances * before.abs())
+        ).to(self.values.dtype)
+
+    def finish(
+        self,
+        rows: Sequence[int],
+        error: BaseException | None,
+        losses: Sequence[float],
+        early: Sequence[int] = (),
+    ) -> None:
+        """End `rows` (positions in this group) with their best images; the rest carry on."""
+        if not rows:
+            return
+        for r in rows:
+            out = self.results[self.ids[r]]
+            out.best = self.best[r : r + 1].clone()
+            out.best_loss, out.error = losses[r], error
+            out.seconds = time.perf_counter() - self.began
+            out.early_stopped = r in early
+        keep = [r for r in range(len(self.ids)) if r not in set(rows)]
+        self.ids = [self.ids[r] for r in keep]
+        if not keep:
+            return
+        index = torch.as_tensor(keep, device=self.best.device)
+        assert self.opt is not None
+        self.opt.keep(index)
+        self.objective = self.objective.select(index)
+        self.best, self.best_loss = self.best[index], self.best_loss[index]
+        self.tolerances, self.values = self.tolerances[index], self.values[index]
+        self.history = [h[index] for h in self.history]
 
 
 def optimize(
@@ -160,111 +217,59 @@ def optimize(
     lanes: Sequence[Lane],
     optimizer: str | OptimizerFactory = "lbfgs",
     tuning: Tuning | None = None,
-) -> list[Outcome]:
-    """Optimize every row of `start` against its row of `objective`; one Outcome per lane."""
+) -> list[LaneResult]:
+    """Optimize every row of `start` against its row of `objective`; one LaneResult per lane."""
     tuning = tuning or Tuning()
     factory = make_optimizer(optimizer) if isinstance(optimizer, str) else optimizer
     every = progress_every(tuning, ctx.device)
     began = time.perf_counter()
-    outcomes = [Outcome() for _ in lanes]
-    active = list(range(len(lanes)))
-    state = _State(objective, start.detach().clone())
-    best_loss = torch.full((len(lanes),), math.inf, device=start.device)
-    tolerances = torch.tensor([lane.tolerance for lane in lanes], device=start.device)
-    history: list[torch.Tensor] = []
-
-    def evaluate(x: torch.Tensor, rows: Sequence[int] | None) -> tuple[torch.Tensor, torch.Tensor]:
-        nonlocal best_loss
-        ids = active if rows is None else [active[r] for r in rows]
-        gone = [r for r, i in enumerate(ids) if lanes[i].cancelled()]
-        if gone:
-            raise _RowsCancelled(gone if rows is None else [rows[r] for r in gone])
-        obj = state.objective if rows is None else state.objective.select(rows)
-        x = x.detach().requires_grad_(True)
-        values = obj.parts(x, ctx.features(x, obj.layers))["total"]
-        (grad,) = torch.autograd.grad(values.sum(), x)
-        values = values.detach()
-        best = state.best
-        if rows is None:
-            improved = values < best_loss
-            state.best = torch.where(improved.view(-1, 1, 1, 1), x.detach(), best)
-            best_loss = torch.minimum(values, best_loss)
-        else:
-            index = torch.as_tensor(list(rows), device=x.device)
-            improved = values < best_loss[index]
-            best[index] = torch.where(improved.view(-1, 1, 1, 1), x.detach(), best[index])
-            best_loss[index] = torch.minimum(values, best_loss[index])
-        for i in ids:
-            outcomes[i].evaluations += 1
-        return values, grad
-
-    opt: BatchOptimizer
+    results = [LaneResult() for _ in lanes]
     if ctx.one_forward or len(lanes) == 1:
-        opt = factory(start.detach().clone(), evaluate, tuning)
-    else:
-        opt = _PerRow(
-            [
-                factory(
-                    start[i : i + 1].detach().clone(), _row_evaluate(evaluate, active, i), tuning
-                )
-                for i in range(len(lanes))
-            ]
-        )
-
-    def finish(rows: Sequence[int], error: BaseException | None, early: Sequence[int] = ()) -> None:
-        nonlocal best_loss, tolerances, history
-        if not rows:
-            return
-        losses = best_loss.tolist()
-        for r in rows:
-            out = outcomes[active[r]]
-            out.best = state.best[r : r + 1].clone()
-            out.best_loss, out.error = losses[r], error
-            out.seconds = time.perf_counter() - began
-            out.early_stopped = r in early
-        keep = [r for r in range(len(active)) if r not in set(rows)]
-        active[:] = [active[r] for r in keep]
-        if not keep:
-            return
-        index = torch.as_tensor(keep, device=start.device)
-        opt.keep(keep)
-        state.objective = state.objective.select(keep)
-        state.best, best_loss = state.best[index], best_loss[index]
-        tolerances, history = tolerances[index], [h[index] for h in history]
+        parts = [list(range(len(lanes)))]
+    else:  # per-row optimizers: the batch-invariant CPU path (engine.objective.Context)
+        parts = [[i] for i in range(len(lanes))]
+    groups = []
+    for ids in parts:
+        own = objective if len(parts) == 1 else objective.select(ids)
+        group = _Group(ctx, ids, own, start[ids], lanes, results, began)
+        group.opt = factory(start[ids].detach().clone(), group.evaluate, tuning)
+        groups.append(group)
 
     step = 0
-    while active:
-        gone = [r for r, i in enumerate(active) if lanes[i].cancelled()]
-        if gone:
-            finish(gone, Cancelled("cancelled"))
-            continue
-        try:
-            values = opt.step()
-        except _RowsCancelled as stop:  # the step is retried for the others; state is intact
-            finish(stop.rows, Cancelled("cancelled"))
-            continue
+    while groups:
         step += 1
-        for i in active:
-            outcomes[i].steps_run = step
-        history = [*history[-EARLY_STOP_WINDOW:], values]
-        due = [lanes[i] for i in active]
+        for group in groups:
+            group.step()
+        groups = [g for g in groups if g.ids]
+        if not groups:
+            break
+        for group in groups:
+            for i in group.ids:
+                results[i].steps_run = step
+        due = [lanes[i] for g in groups for i in g.ids]
         if step % every and not any(step in lane.preview_at or step >= lane.steps for lane in due):
             continue
-        stalled = torch.zeros_like(values, dtype=torch.bool)
-        if step >= max(MIN_STEPS_BEFORE_STOP, EARLY_STOP_WINDOW + 1):
-            before = history[0]
-            stalled = (tolerances > 0) & ((before - values) <= tolerances * before.abs())
-        read, stops = values.tolist(), stalled.tolist()  # the loop's host read
-        done, early = [], []
-        for r, lane in enumerate(due):
-            preview = state.best[r : r + 1] if step in lane.preview_at else None
-            lane.on_step(step, read[r], preview)
-            if not math.isfinite(read[r]):
-                log.warning("loss diverged at step %d; keeping the best image", step)
-                done.append(r)
-            elif step >= lane.steps:
-                done.append(r)
-            elif stops[r]:
-                early.append(r)
-        finish(done + early, None, early)
-    return outcomes
+        # The loop's one host read: every row's loss, early-stop verdict and best loss.
+        read = torch.cat(
+            [torch.stack([g.values, g.stalled(step), g.best_loss], 1) for g in groups]
+        ).tolist()
+        offset = 0
+        for group in groups:
+            rows = read[offset : offset + len(group.ids)]
+            offset += len(group.ids)
+            done, early = [], []
+            for r, (value, stalled, _) in enumerate(rows):
+                lane = lanes[group.ids[r]]
+                preview = group.best[r : r + 1] if step in lane.preview_at else None
+                lane.on_step(step, value, preview)
+                if not math.isfinite(value):
+                    log.warning("loss diverged at step %d; keeping the best image", step)
+                    done.append(r)
+                elif step >= lane.steps:
+                    done.append(r)
+                elif stalled:
+                    early.append(r)
+            best = [loss for _, _, loss in rows]
+            group.finish(done + early, None, best, early)
+        groups = [g for g in groups if g.ids]
+    return results

@@ -29,9 +29,9 @@ from engine.batching import bucket_key
 from engine.errors import Cancelled
 from engine.job import MIN_SIDE, Job, ProgressFn
 from engine.losses import GatysLoss
-from engine.model import VGGFeatures, load_features
+from engine.model import load_features
 from engine.objective import Context
-from engine.optimize import Lane, OptimizerFactory, Outcome, optimize
+from engine.optimize import Lane, LaneResult, OptimizerFactory, optimize
 from engine.options import BatchJob, StyleInput, StylizeOptions, StylizeResult
 from engine.report import Reporter
 from engine.schedule import shrink_after_oom
@@ -47,13 +47,6 @@ OOM_SHRINK = 0.75  # each out-of-memory retry drops the size by a quarter
 
 class _SplitBatch(Exception):
     """A batch ran out of memory: paint it as two smaller batches."""
-
-
-def _prepare_network(net: VGGFeatures, fmt: torch.memory_format) -> None:
-    """Put the shared network's weights in the memory format the run uses (idempotent)."""
-    if getattr(net, "_orsay_format", None) != fmt:
-        net.to(memory_format=fmt)
-        net._orsay_format = fmt  # type: ignore[assignment]
 
 
 def _output(job: Job, pixels: torch.Tensor, side: int) -> torch.Tensor:
@@ -74,7 +67,7 @@ def _paint_scale(
     previous: Sequence[torch.Tensor | None],
     caches: Sequence[StyleCache | None],
     optimizer: str | OptimizerFactory,
-) -> tuple[list[Outcome], GatysLoss]:
+) -> tuple[list[LaneResult], GatysLoss]:
     """One scale for a batch of jobs that share its side; the outcomes and the objective."""
     side = reporters[0].plan.sides[index]
     contents = torch.cat([job.content_at(side, ctx.device) for job in jobs])
@@ -160,7 +153,6 @@ def _paint(
         r.emit(stage="loading")
     net = load_features(opts.model, opts.weights, device)
     ctx = Context(net, device, precision)
-    _prepare_network(net, ctx.fmt)
     for r in reporters:
         r.emit(stage="style_targets")
     caches = [
@@ -337,7 +329,6 @@ def warm_up(
     precision = devices.pick_precision("auto", resolved)
     net = load_features(model, weights, resolved)
     ctx = Context(net, resolved, precision)
-    _prepare_network(net, ctx.fmt)
     x = torch.rand(1, 3, side, side, device=resolved, requires_grad=True)
     feats = ctx.features(x, ("relu4_2", "relu5_1"))
     torch.autograd.grad(torch.stack([f.float().mean() for f in feats.values()]).sum(), x)

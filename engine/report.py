@@ -14,10 +14,14 @@ from PIL import Image
 
 from engine import device as devices
 from engine.job import Job
-from engine.optimize import Lane, Outcome
+from engine.optimize import Lane, LaneResult
 from engine.options import ProgressEvent
 
 PREVIEW_FRACTIONS = (1 / 3, 2 / 3)  # mid-scale previews, so one long scale still shows progress
+
+
+def _unheard(step: int, loss: float, best: torch.Tensor | None) -> None:
+    """The progress hook of a job without a listener."""
 
 
 class Reporter:
@@ -57,8 +61,12 @@ class Reporter:
         return min(done / sum(costs), 1.0)
 
     def lane(self, index: int, side: int, show: Callable[[torch.Tensor], Image.Image]) -> Lane:
-        """The job's lane for scale `index`: per-step events, previews a third and two thirds in."""
+        """The job's lane for scale `index`: per-step events, previews a third and two thirds in;
+        for a job nobody listens to, no events and no previews (a preview is a device read and
+        a picture to encode)."""
         steps = self.plan.steps[index]
+        if self.job.progress is None:
+            return Lane(steps, self.plan.tolerance, self.job.cancel, _unheard)
 
         def on_step(step: int, loss: float, best: torch.Tensor | None) -> None:
             self.emit(
@@ -75,7 +83,7 @@ class Reporter:
         preview_at = frozenset(max(1, round(steps * f)) for f in PREVIEW_FRACTIONS) - {steps}
         return Lane(steps, self.plan.tolerance, self.job.cancel, on_step, preview_at)
 
-    def scale_done(self, index: int, side: int, out: Outcome, image: Image.Image) -> None:
+    def scale_done(self, index: int, side: int, out: LaneResult, image: Image.Image) -> None:
         assert out.best is not None
         self.scales.append(
             {

@@ -75,17 +75,18 @@ def test_batched_rows_follow_their_own_paths() -> None:
     scales = torch.stack([torch.ones(1, 8, 8), torch.full((1, 8, 8), 1e6), torch.rand(1, 8, 8)])
     scales = scales.to(f64) + 0.1
 
-    def evaluate(x: torch.Tensor, rows):  # type: ignore[no-untyped-def]
-        index = list(range(3)) if rows is None else list(rows)
-        diff = x - targets[index]
-        return (scales[index] * diff * diff).flatten(1).sum(1), 2 * scales[index] * diff
+    def evaluate(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = list(range(x.shape[0])) if x.shape[0] == 3 else [row]
+        diff = x - targets[rows]
+        return (scales[rows] * diff * diff).flatten(1).sum(1), 2 * scales[rows] * diff
 
+    row = -1
     start = torch.full_like(targets, 0.45)
     batch = BatchBoxLBFGS(start, evaluate, history=5)
     together = torch.stack([batch.step() for _ in range(25)])
     for row in range(3):
-        alone = BoxLBFGS(start[row : row + 1], quadratic(targets[row], scales[row]), history=5)
-        losses = [alone.step() for _ in range(25)]
+        alone = BatchBoxLBFGS(start[row : row + 1], evaluate, history=5)
+        losses = [float(alone.step()[0]) for _ in range(25)]
         assert together[:, row].tolist() == pytest.approx(losses, rel=1e-9, abs=1e-12)
         assert torch.allclose(batch.x[row : row + 1], alone.x, atol=1e-9)
 
@@ -93,9 +94,8 @@ def test_batched_rows_follow_their_own_paths() -> None:
 def test_keep_drops_rows_and_the_rest_carry_on() -> None:
     target = torch.linspace(0, 1, 2 * 16, dtype=torch.float64).reshape(2, 1, 4, 4)
 
-    def evaluate(x: torch.Tensor, rows):  # type: ignore[no-untyped-def]
-        index = list(range(kept.shape[0])) if rows is None else list(rows)
-        diff = x - kept[index]
+    def evaluate(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        diff = x - kept
         return (diff * diff).flatten(1).sum(1), 2 * diff
 
     kept = target
