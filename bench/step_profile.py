@@ -139,7 +139,8 @@ def instrument() -> None:
         setattr(cls, method, wrapped)
 
     wrap(objective.Context, "features", "network")
-    wrap(losses.GatysLoss, "parts", "loss")
+    wrap(losses.GatysLoss, "parts", "loss")  # the autograd path (Wasserstein style losses)
+    wrap(losses.GatysLoss, "_gram_value_and_feature_grads", "loss")
 
 
 def labelled_factory(name: str) -> Callable[..., Any]:

@@ -88,7 +88,8 @@ class BatchBoxLBFGS:
 
     `keep(rows)` drops the other rows (a finished or cancelled job) without touching the rest.
     A step changes no state before its evaluation returns, so a step whose evaluation raised (a
-    cancelled row) can be run again for the remaining rows after `keep`."""
+    cancelled row) can be run again for the remaining rows after `keep`. Per-row scalars are
+    kept as (B, 1) columns so they broadcast over the (B, N) pixels without reshaping."""
 
     def __init__(
         self,
@@ -105,28 +106,27 @@ class BatchBoxLBFGS:
         self.evaluate, self.history = evaluate, history
         self.lower, self.upper = lower, upper
         self.precondition = precondition or _identity
-        dev, dtype = x.device, x.dtype
+        dev = x.device
         small = torch.float32 if dev.type == "mps" else torch.float64
-        n = x[0].numel()
+        self._image = tuple(x.shape[1:])
         self._x = x.detach().reshape(b, -1).clamp(lower, upper)
-        self.f: torch.Tensor | None = None
+        self.f: torch.Tensor | None = None  # (B, 1) loss at each row's point
         self.g = torch.zeros_like(self._x)
         self.d = torch.zeros_like(self._x)  # the direction the current line search follows
-        self.t = self._x.new_ones(b)  # its step length: 1, 1/2, 1/4, ...
-        self.tries = torch.zeros(b, dtype=torch.long, device=dev)  # halvings spent on it
+        self.t = self._x.new_ones((b, 1))  # its step length: 1, 1/2, 1/4, ...
+        self.tries = torch.zeros((b, 1), dtype=torch.long, device=dev)  # halvings spent on it
         slots = history + 1  # the ring, then a scratch slot for rows still searching
-        self.pairs = self._x.new_zeros((b, 2 * slots, n))  # s of each slot, then its y
-        self.ptr = torch.zeros(b, dtype=torch.long, device=dev)  # ring slot the next pair takes
-        # In the order the pairs were made, oldest first (the ring's slot ptr, ptr+1, ...):
-        self.sy = torch.zeros((b, history, history), dtype=small, device=dev)  # s_iᵀ y_j
-        self.ypy = torch.zeros_like(self.sy)  # y_iᵀ P y_j
+        # Each slot's s, then its P y. Y itself is never needed: R takes only sᵢᵀy_j for i <= j,
+        # the new column of which is Sᵀy_new, and YᵀPg = (PY)ᵀg, YᵀPY = (PY)ᵀY as P = Pᵀ.
+        self.memory = self._x.new_zeros((b, 2 * slots, self._x.shape[1]))
+        self.ptr = torch.zeros((b, 1), dtype=torch.long, device=dev)  # ring slot of the next pair
+        # Oldest pair first (ring slots ptr, ptr + 1, ...): sᵢᵀy_j (upper triangle), yᵢᵀPy_j.
+        self.gram = torch.zeros((b, 2, history, history), dtype=small, device=dev)
         self.valid = torch.zeros((b, history), dtype=torch.bool, device=dev)
-        self.gamma = torch.ones(b, dtype=small, device=dev)  # sᵀy / yᵀPy of the newest pair
-        self._image = tuple(x.shape[1:])
+        self.gamma = torch.ones((b, 1), dtype=small, device=dev)  # sᵀy / yᵀPy, newest pair
         self._ring = torch.arange(history, device=dev)
+        self._newest = self._ring == history - 1
         self._small = small
-        # Spreads one (slots, 2) column pair over S's and Y's halves of the memory.
-        self._blocks = torch.eye(2, dtype=dtype, device=dev).view(1, 2, 2, 1)
 
     @property
     def x(self) -> torch.Tensor:
@@ -135,46 +135,45 @@ class BatchBoxLBFGS:
 
     def keep(self, rows: Sequence[int] | torch.Tensor) -> None:
         index = torch.as_tensor(rows, dtype=torch.long, device=self._x.device)
-        for name in ("_x", "g", "d", "t", "tries", "pairs", "ptr", "sy", "ypy", "valid", "gamma"):
+        for name in ("_x", "g", "d", "t", "tries", "memory", "ptr", "gram", "valid", "gamma"):
             setattr(self, name, getattr(self, name)[index])
         if self.f is not None:
             self.f = self.f[index]
 
-    def _grad(self, grad: torch.Tensor) -> torch.Tensor:
-        return grad.detach().reshape(self._x.shape).to(self._x.dtype)
+    def _flat(self, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.detach().reshape(self._x.shape)
+        return grad if grad.dtype == self._x.dtype else grad.to(self._x.dtype)
 
     def step(self) -> torch.Tensor:
-        """One evaluation for every row; returns each row's loss at its current point (its best
-        accepted point, which a row still halving its step keeps)."""
+        """One evaluation for every row; returns each row's loss (B,) at its current point (its
+        best accepted point, which a row still halving its step keeps)."""
         if self.f is None:
             f0, g0 = self.evaluate(self.x)
-            self.f = f0.detach()
-            self.g = self._grad(g0)
-            b = self._x.shape[0]
-            everyone = torch.ones(b, dtype=torch.bool, device=self._x.device)
+            self.f, self.g = f0.detach().view(-1, 1), self._flat(g0)
+            everyone = torch.ones_like(self.tries, dtype=torch.bool)
             zero = torch.zeros_like(self._x)
-            self._advance(zero, zero, self.f.new_zeros(b), ~everyone, everyone)
+            self._advance(zero, zero, self.f, ~everyone, everyone)
         x, f, g = self._x, self.f, self.g
-        trial = torch.addcmul(x, self.t.unsqueeze(1), self.d).clamp_(self.lower, self.upper)
+        trial = torch.addcmul(x, self.t, self.d).clamp_(self.lower, self.upper)
         f_trial, g_trial = self.evaluate(trial.view(-1, *self._image))
-        f_trial, g_trial = f_trial.detach(), self._grad(g_trial)
+        f_trial, g_trial = f_trial.detach().view(-1, 1), self._flat(g_trial)
         s = trial - x
-        ok = f_trial <= torch.add(f, torch.linalg.vecdot(g, s), alpha=ARMIJO)
+        ok = f_trial <= torch.add(f, (g * s).sum(1, keepdim=True), alpha=ARMIJO)
         done = ok | (self.tries >= MAX_HALVINGS)
         # No acceptable point along d: the memory is misleading, drop it; move only if the last
         # trial is no worse than where the row stands.
         moves = done & (ok | (f_trial <= f))
-        self.valid &= (ok | ~done).unsqueeze(1)
+        self.valid &= ok | ~done
         y = g_trial - g
-        ys = torch.linalg.vecdot(s, y)
-        norms = torch.linalg.vector_norm(s, dim=1) * torch.linalg.vector_norm(y, dim=1)
+        ys = (s * y).sum(1, keepdim=True)
+        norms = torch.linalg.vector_norm(s, dim=1, keepdim=True)
+        norms = norms * torch.linalg.vector_norm(y, dim=1, keepdim=True)
         good = moves & (ys > CURVATURE * norms)
-        moved = moves.unsqueeze(1)
-        self._x = torch.where(moved, trial, x)
-        self.g = torch.where(moved, g_trial, g)
+        self._x = torch.where(moves, trial, x)
+        self.g = torch.where(moves, g_trial, g)
         self.f = torch.where(moves, f_trial, f)
         self._advance(s, y, ys, good, done)
-        return self.f
+        return self.f.view(-1)
 
     def _advance(
         self,
@@ -198,59 +197,54 @@ class BatchBoxLBFGS:
 
         # The pair goes to the row's next ring slot (its oldest), or to the scratch slot.
         slot = torch.where(done, self.ptr, m)
-        index = torch.stack([slot, slot + slots], 1).unsqueeze(2).expand(b, 2, n)
-        self.pairs.scatter_(1, index, torch.stack([s, y], 1))
+        index = torch.cat([slot, slot + slots], 1).unsqueeze(2).expand(b, 2, n)
+        self.memory.scatter_(1, index, torch.stack([s, py], 1))
         self.ptr = ptr = torch.where(done, (self.ptr + 1) % m, self.ptr)
-        # One pass over the memory: every stored s and y against [s, y, Py, g, Pg], taken in
-        # the order the pairs were made (the i-th oldest sits in ring slot (ptr + i) mod m).
-        dots = torch.bmm(self.pairs, torch.stack([s, y, py, free_g, pg], 2)).to(small)
-        chrono = (ptr.unsqueeze(1) + self._ring) % m
-        index = torch.cat([chrono, chrono + slots], 1).unsqueeze(2).expand(b, 2 * m, 5)
-        on_s, on_y = dots.gather(1, index).view(b, 2, m, 5).unbind(1)
-        _, s_y, _, s_g, _ = on_s.unbind(2)  # s_iᵀ y_new, s_iᵀ g
-        y_s, _, y_py, _, y_pg = on_y.unbind(2)  # y_iᵀ s_new, y_iᵀ P y_new, y_iᵀ P g
+        # One pass over the memory: every stored s and P y against y_new and g, taken oldest
+        # first (the i-th oldest pair sits in ring slot (ptr + i) mod m).
+        dots = torch.bmm(self.memory, torch.stack([y, free_g], 2)).to(small)
+        chrono = (ptr + self._ring) % m
+        order = torch.cat([chrono, chrono + slots], 1).unsqueeze(2)
+        on_s, on_py = dots.gather(1, order.expand(b, 2 * m, 2)).view(b, 2, m, 2).unbind(1)
+        s_y, s_g = on_s.unbind(2)  # sᵢᵀ y_new, sᵢᵀ g
+        py_y, py_g = on_py.unbind(2)  # yᵢᵀ P y_new, yᵢᵀ P g
 
-        # Where a search ended, the oldest pair leaves and the new one is the last row/column.
-        ended = done.view(b, 1, 1)
-        newest = done.unsqueeze(1) & (self._ring == m - 1)
-        row, col = newest.unsqueeze(2), newest.unsqueeze(1)
-        sy = torch.where(ended, self.sy.roll((-1, -1), (1, 2)), self.sy)
-        self.sy = sy = torch.where(row, y_s.unsqueeze(1), torch.where(col, s_y.unsqueeze(2), sy))
-        ypy = torch.where(ended, self.ypy.roll((-1, -1), (1, 2)), self.ypy)
-        ypy = torch.where(row, y_py.unsqueeze(1), torch.where(col, y_py.unsqueeze(2), ypy))
-        self.ypy = ypy
-        valid = torch.where(done.unsqueeze(1), self.valid.roll(-1, 1), self.valid)
-        valid = torch.where(newest, good.unsqueeze(1), valid)
-        ypy_new = torch.linalg.vecdot(y, py).to(small).clamp_min(1e-30)
+        # Where a search ended the oldest pair leaves and the new one is the last row/column.
+        newest = done & self._newest
+        ended = done.view(b, 1, 1, 1)
+        gram = torch.where(ended, self.gram.roll((-1, -1), (2, 3)), self.gram)
+        new = torch.stack([s_y, py_y], 1)
+        gram = torch.where(newest.view(b, 1, 1, m), new.unsqueeze(3), gram)
+        self.gram = gram = torch.where(newest.view(b, 1, m, 1), new.unsqueeze(2), gram)
+        valid = torch.where(done, self.valid.roll(-1, 1), self.valid)
+        valid = torch.where(newest, good, valid)
+        ypy_new = py_y[:, m - 1 :].clamp_min(1e-30)
         gamma = self.gamma = torch.where(good, ys.to(small) / ypy_new, self.gamma)
 
-        # H g = γ P(g − Y u) + S p, invalid pairs masked out of the small system.
-        both = valid.unsqueeze(2) & valid.unsqueeze(1)
+        # H g = γ P(g − Y u) + S p, with invalid pairs masked out of the small system.
         live = valid.to(small)
-        r = torch.where(both, sy.triu(), 0.0) + torch.diag_embed(1.0 - live)
+        sy, ypy = torch.where(
+            (valid.unsqueeze(2) & valid.unsqueeze(1)).unsqueeze(1), gram, 0.0
+        ).unbind(1)
+        r = sy.triu() + torch.diag_embed(1.0 - live)
         u = torch.linalg.solve_triangular(r, (s_g * live).unsqueeze(2), upper=True)
-        w = (sy.diagonal(dim1=1, dim2=2) * live).unsqueeze(2) * u
-        w = w + gamma.view(b, 1, 1) * (torch.where(both, ypy, 0.0) @ u)
-        w = w - (gamma.unsqueeze(1) * y_pg * live).unsqueeze(2)
-        p = torch.linalg.solve_triangular(r.mT, w, upper=False)
-        # Back to ring order, the scratch slot's coefficient 0, then S p and Y u in one pass.
-        age = (self._ring - ptr.unsqueeze(1)) % m
-        coef = torch.cat([p, u], 2).gather(1, age.unsqueeze(2).expand(b, m, 2))
-        coef = F.pad(coef.to(x.dtype), (0, 0, 0, 1)).mT.unsqueeze(2) * self._blocks
-        sp, y_u = torch.bmm(coef.view(b, 2, 2 * slots), self.pairs).unbind(1)
-        step = self.precondition((free_g - y_u).view(b, *self._image)).view(b, n)
-        d_memory = torch.addcmul(sp, gamma.to(x.dtype).unsqueeze(1), step).neg_()
-        d_memory.masked_fill_(pinned, 0.0)
-        downhill = torch.linalg.vecdot(g, d_memory) < 0
-        use = valid.any(1) & downhill
+        gamma_u = gamma.unsqueeze(2) * u
+        w = sy.diagonal(dim1=1, dim2=2).unsqueeze(2) * u - (gamma * py_g * live).unsqueeze(2)
+        p = torch.linalg.solve_triangular(r.mT, torch.baddbmm(w, ypy, gamma_u), upper=False)
+        # −H g = S(−p) + (PY)(γu) − γPg: coefficients back to ring slots, one pass.
+        coef = torch.zeros((b, 2 * slots, 1), dtype=x.dtype, device=x.device)
+        coef.scatter_(1, order, torch.cat([p.neg(), gamma_u], 1).to(x.dtype))
+        d_memory = torch.bmm(coef.mT, self.memory).view(b, n)
+        d_memory = torch.addcmul(d_memory, gamma.to(x.dtype), pg, value=-1).masked_fill_(pinned, 0)
+        downhill = (g * d_memory).sum(1, keepdim=True) < 0
+        use = valid.any(1, keepdim=True) & downhill
         # A model that points uphill is misleading: that row starts over.
-        self.valid = valid & (downhill | ~done).unsqueeze(1)
+        self.valid = valid & (downhill | ~done)
         # Without a memory: scaled so no pixel of a row moves by more than FIRST_STEP (the
         # gradient's scale says nothing about a good pixel step).
-        biggest = pg.abs().amax(1).clamp_min(1e-30)
-        fresh = (pg * (-FIRST_STEP / biggest).unsqueeze(1)).masked_fill_(pinned, 0.0)
-        d = torch.where(use.unsqueeze(1), d_memory, fresh)
-        self.d = torch.where(done.unsqueeze(1), d, self.d)
+        biggest = pg.abs().amax(1, keepdim=True).clamp_min(1e-30)
+        fresh = (pg * (-FIRST_STEP / biggest)).masked_fill_(pinned, 0.0)
+        self.d = torch.where(done, torch.where(use, d_memory, fresh), self.d)
         self.t = torch.where(done, 1.0, self.t * 0.5)
         self.tries = torch.where(done, 0, self.tries + 1)
 
@@ -281,6 +275,6 @@ class BoxLBFGS:
         """One iteration (its line search to the end); returns the loss at the new point (the
         best point seen so far)."""
         value = self._batch.step()
-        while int(self._batch.tries[0]):
+        while int(self._batch.tries[0, 0]):
             value = self._batch.step()
         return float(value[0])

@@ -290,81 +290,116 @@ class GatysLoss:
         """Each row's total loss at `image` (B,) and its gradient (the gradient of the rows' sum),
         from one network forward and backward.
 
-        For Gram style losses the loss's own gradient with respect to the features is written
-        out (`_gram_value_and_feature_grads`) and only the network goes through autograd: the
-        autograd graph of `parts` dispatched 186 operators per evaluation at 32 px (VGG19, five
-        style layers; bench/step_profile.py), the hand-written one about half of that."""
+        For Gram style losses (with weights >= 0) the loss's own gradient with respect to the
+        features is written out (`_gram_value_and_feature_grads`) and only the network goes
+        through autograd: the autograd graph of `parts` dispatched 186 operators per evaluation
+        at 32 px (VGG19, five style layers; bench/step_profile.py), this about a third."""
         x = image.detach().requires_grad_(True)
         features = ctx.features(x, self.layers)
-        if self.w.kind != "gram":
+        if self.w.kind != "gram" or any(min(w.content, w.style, w.tv) < 0 for w in self.rows):
             total = self.parts(x, features)["total"]
             (grad,) = torch.autograd.grad(total.sum(), x)
             return total.detach(), grad
         with torch.no_grad():
-            total, feature_grads, image_grad = self._gram_value_and_feature_grads(
-                x.detach(), features
-            )
+            total, feature_grads, image_grad = self._gram_value_and_feature_grads(x, features)
         names = list(feature_grads)
         outputs = [features[n] for n in names]
         (grad,) = torch.autograd.grad(outputs, x, [feature_grads[n] for n in names])
         return total, grad.add_(image_grad)
+
+    def _row_scales(
+        self, image: torch.Tensor, features: dict[str, torch.Tensor]
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per term, (r, q) with r² the term's weight per row, so that Σ ‖r·diff‖² is the total
+        loss and q·(r·diff) its gradient's factor. Made once per objective (one size, one
+        set of rows), so an evaluation multiplies by them instead of recomputing them."""
+        cached = getattr(self, "_scales", None)
+        if cached is not None and cached[0] == image.shape:
+            return cached[1]
+        c_weight, s_weight, t_weight = self.factors.unbind(1)
+        scales: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for name, layer_weight in zip(self.w.style_layers, self.w.layer_weights, strict=True):
+            _, c, h, width = features[name].shape
+            r = (s_weight * (layer_weight / c**2)).sqrt().view(-1, 1, 1)
+            scales["style:" + name] = (r, r * (4 / (c * h * width)))
+        for name in self.w.content_layers:
+            r = (c_weight / features[name][0].numel()).sqrt().view(-1, 1, 1, 1)
+            scales["content:" + name] = (r, 2 * r)
+        _, channels, h, width = image.shape
+        for name, count in (
+            ("down", channels * (h - 1) * width),
+            ("right", channels * h * (width - 1)),
+        ):
+            r = (t_weight / count).sqrt().view(-1, 1)
+            scales["tv:" + name] = (r, 2 * r)
+        self._scales = (image.shape, scales)
+        return scales
 
     def _gram_value_and_feature_grads(
         self, image: torch.Tensor, features: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         """`parts(...)["total"]` for Gram style losses, with d total / d features and the total
         variation's d total / d image. Per style layer, with G = FFᵀ/n (n = C·H·W) and the
-        target T: the loss is mean((G − T)²) over C², so d/dF = 4·(G − T)·F / (C²·n) (G − T is
-        symmetric). Statistics in fp32; the features' gradient in their own precision."""
-        w = self.w
-        c_weight, s_weight, t_weight = self.factors.unbind(1)
+        target T, the loss is mean((G − T)²) over C², so d/dF = 4·(G − T)·F / (C²·n) (G − T is
+        symmetric). Every term is a weighted sum of squares, so the total is one dot product
+        of all the weighted differences. Statistics in fp32; the features' gradient in their
+        own precision."""
+        scales = self._row_scales(image, features)
+        terms: list[torch.Tensor] = []
         grads: dict[str, torch.Tensor] = {}
-        style = torch.zeros_like(c_weight)
-        s_rows = s_weight.view(-1, 1, 1)
-        for name, layer_weight in zip(w.style_layers, w.layer_weights, strict=True):
+        for name in self.w.style_layers:
             feats = features[name]
             b, c, h, width = feats.shape
-            n = c * h * width
+            r, q = scales["style:" + name]
             channels_last = feats.is_contiguous(memory_format=torch.channels_last)
             if channels_last and not feats.is_contiguous():
                 flat = feats.permute(0, 2, 3, 1).reshape(b, h * width, c)  # (b, hw, c)
             else:
                 flat = feats.reshape(b, c, h * width)  # (b, c, hw)
             wide = flat.float() if flat.dtype in (torch.bfloat16, torch.float16) else flat
+            target = self.style[name]["gram"]
+            n = c * h * width
             if flat.shape[1] == c:
-                diff = torch.baddbmm(self.style[name]["gram"], wide, wide.mT, beta=-1, alpha=1 / n)
+                diff = torch.baddbmm(target, wide, wide.mT, beta=-1, alpha=1 / n)
             else:
-                diff = torch.baddbmm(self.style[name]["gram"], wide.mT, wide, beta=-1, alpha=1 / n)
-            squared = diff.flatten(1)
-            style = style.add_(torch.linalg.vecdot(squared, squared), alpha=layer_weight / c**2)
-            scaled = (diff * (s_rows * (4 * layer_weight / (c * c * n)))).to(flat.dtype)
+                diff = torch.baddbmm(target, wide.mT, wide, beta=-1, alpha=1 / n)
+            weighted = diff * r
+            terms.append(weighted.flatten(1))
+            scaled = weighted * q
+            if scaled.dtype != flat.dtype:
+                scaled = scaled.to(flat.dtype)
             if flat.shape[1] == c:
                 grads[name] = torch.bmm(scaled, flat).view(b, c, h, width)
             else:
                 grads[name] = torch.bmm(flat, scaled).view(b, h, width, c).permute(0, 3, 1, 2)
-        content = torch.zeros_like(c_weight)
-        for name in w.content_layers:
+        for name in self.w.content_layers:
             feats = features[name]
-            diff = feats.float() - self.content[name]
-            flat_diff = diff.flatten(1)
-            count = flat_diff.shape[1]
-            content = content.add_(torch.linalg.vecdot(flat_diff, flat_diff), alpha=1 / count)
-            grad = (diff * (c_weight.view(-1, 1, 1, 1) * (2 / count))).to(feats.dtype)
+            r, q = scales["content:" + name]
+            weighted = (feats.float() - self.content[name]) * r
+            terms.append(weighted.flatten(1))
+            grad = weighted * q
+            if grad.dtype != feats.dtype:
+                grad = grad.to(feats.dtype)
             grads[name] = grads[name] + grad if name in grads else grad
-        tv, image_grad = _tv_value_and_grad(image.float(), t_weight)
-        total = torch.addcmul(torch.addcmul(tv * t_weight, c_weight, content), s_weight, style)
-        return total, grads, image_grad.to(image.dtype)
+        down, right, kernels = _neighbour_differences(image.float())
+        (r_down, q_down), (r_right, q_right) = scales["tv:down"], scales["tv:right"]
+        down, right = down * r_down, right * r_right
+        terms += [down, right]
+        every = torch.cat(terms, 1)
+        total = torch.linalg.vecdot(every, every)
+        grad_image = _neighbour_adjoint(down * q_down, right * q_right, image.shape, kernels)
+        return total, grads, grad_image.to(image.dtype)
 
 
 _DIFFERENCES: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
 
 
-def _tv_value_and_grad(
-    image: torch.Tensor, weight: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """`total_variations(image)` and the gradient of Σ weight·tv, with the neighbour differences
-    taken as depthwise 2-tap convolutions (one operator each way instead of two slices and a
-    subtraction, and their adjoint is one transposed convolution instead of two pads)."""
+def _neighbour_differences(
+    image: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """Each row's down and right neighbour differences, flattened, as depthwise 2-tap
+    convolutions (one operator each instead of two slices and a subtraction, and their adjoint
+    is one transposed convolution instead of two pads); and the two kernels."""
     key = (image.device, image.dtype)
     if key not in _DIFFERENCES:
         tap = torch.tensor([-1.0, 1.0], dtype=image.dtype, device=image.device)
@@ -372,21 +407,22 @@ def _tv_value_and_grad(
             tap.view(1, 1, 2, 1).repeat(3, 1, 1, 1),
             tap.view(1, 1, 1, 2).repeat(3, 1, 1, 1),
         )
-    down_kernel, right_kernel = _DIFFERENCES[key]
-    down = F.conv2d(image, down_kernel, groups=3).flatten(1)
-    right = F.conv2d(image, right_kernel, groups=3).flatten(1)
-    n_down, n_right = down.shape[1], right.shape[1]
-    tv = torch.add(
-        torch.linalg.vecdot(down, down) / n_down,
-        torch.linalg.vecdot(right, right),
-        alpha=1 / n_right,
-    )
-    rows = weight.view(-1, 1)
-    grad_down = (down * (rows * (2 / n_down))).view(image.shape[0], 3, image.shape[2] - 1, -1)
-    grad_right = (right * (rows * (2 / n_right))).view(image.shape[0], 3, image.shape[2], -1)
-    grad = F.conv_transpose2d(grad_down, down_kernel, groups=3)
-    grad = grad + F.conv_transpose2d(grad_right, right_kernel, groups=3)
-    return tv, grad
+    kernels = _DIFFERENCES[key]
+    down = F.conv2d(image, kernels[0], groups=3).flatten(1)
+    right = F.conv2d(image, kernels[1], groups=3).flatten(1)
+    return down, right, kernels
+
+
+def _neighbour_adjoint(
+    down: torch.Tensor,
+    right: torch.Tensor,
+    shape: torch.Size,
+    kernels: tuple[torch.Tensor, torch.Tensor],
+) -> torch.Tensor:
+    """The image gradient of Σ down·Δ_down + Σ right·Δ_right (the transposed differences)."""
+    b, c, h, w = shape
+    grad = F.conv_transpose2d(down.view(b, c, h - 1, w), kernels[0], groups=3)
+    return grad.add_(F.conv_transpose2d(right.view(b, c, h, w - 1), kernels[1], groups=3))
 
 
 def finite(value: float) -> float | None:

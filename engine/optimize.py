@@ -142,8 +142,6 @@ class _Group:
         self.lanes, self.results, self.began = lanes, results, began
         self.best = start.detach().clone()
         self.best_loss = torch.full((len(ids),), math.inf, device=start.device)
-        tolerances = [lanes[i].tolerance for i in ids]
-        self.tolerances = torch.tensor(tolerances, device=start.device)
         self.history: list[torch.Tensor] = []
         self.values = self.best_loss
         self.opt: BatchOptimizer | None = None
@@ -172,14 +170,9 @@ class _Group:
             self.history = [*self.history[-EARLY_STOP_WINDOW:], self.values]
             return
 
-    def stalled(self, step: int) -> torch.Tensor:
-        """Rows whose loss fell by at most their tolerance over the last EARLY_STOP_WINDOW steps."""
-        if step < max(MIN_STEPS_BEFORE_STOP, EARLY_STOP_WINDOW + 1):
-            return torch.zeros_like(self.values)
-        before = self.history[0]
-        return (
-            (self.tolerances > 0) & ((before - self.values) <= self.tolerances * before.abs())
-        ).to(self.values.dtype)
+    def readout(self) -> torch.Tensor:
+        """(rows, 3): each row's loss now, EARLY_STOP_WINDOW steps ago, and its best loss."""
+        return torch.stack([self.values, self.history[0], self.best_loss], 1)
 
     def finish(
         self,
@@ -206,8 +199,13 @@ class _Group:
         self.opt.keep(index)
         self.objective = self.objective.select(index)
         self.best, self.best_loss = self.best[index], self.best_loss[index]
-        self.tolerances, self.values = self.tolerances[index], self.values[index]
+        self.values = self.values[index]
         self.history = [h[index] for h in self.history]
+
+
+def stalled(old_enough: bool, tolerance: float, before: float, now: float) -> bool:
+    """The early stop: the loss fell by at most `tolerance` (relative) over the window."""
+    return old_enough and tolerance > 0 and before - now <= tolerance * abs(before)
 
 
 def optimize(
@@ -230,10 +228,13 @@ def optimize(
         parts = [[i] for i in range(len(lanes))]
     groups = []
     for ids in parts:
-        own = objective if len(parts) == 1 else objective.select(ids)
-        group = _Group(ctx, ids, own, start[ids], lanes, results, began)
-        group.opt = factory(start[ids].detach().clone(), group.evaluate, tuning)
+        own, rows = objective, start
+        if len(parts) > 1:
+            own, rows = objective.select(ids), start[ids[0] : ids[0] + 1]
+        group = _Group(ctx, ids, own, rows, lanes, results, began)
+        group.opt = factory(rows.detach().clone(), group.evaluate, tuning)
         groups.append(group)
+    can_stop = max(MIN_STEPS_BEFORE_STOP, EARLY_STOP_WINDOW + 1)
 
     step = 0
     while groups:
@@ -249,16 +250,15 @@ def optimize(
         due = [lanes[i] for g in groups for i in g.ids]
         if step % every and not any(step in lane.preview_at or step >= lane.steps for lane in due):
             continue
-        # The loop's one host read: every row's loss, early-stop verdict and best loss.
-        read = torch.cat(
-            [torch.stack([g.values, g.stalled(step), g.best_loss], 1) for g in groups]
-        ).tolist()
+        # The loop's one host read: every row's loss now and EARLY_STOP_WINDOW steps ago, and
+        # its best loss; the early-stop test runs on the host.
+        read = torch.cat([g.readout() for g in groups]).tolist()
         offset = 0
         for group in groups:
-            rows = read[offset : offset + len(group.ids)]
+            readout = read[offset : offset + len(group.ids)]
             offset += len(group.ids)
             done, early = [], []
-            for r, (value, stalled, _) in enumerate(rows):
+            for r, (value, before, _) in enumerate(readout):
                 lane = lanes[group.ids[r]]
                 preview = group.best[r : r + 1] if step in lane.preview_at else None
                 lane.on_step(step, value, preview)
@@ -267,9 +267,9 @@ def optimize(
                     done.append(r)
                 elif step >= lane.steps:
                     done.append(r)
-                elif stalled:
+                elif stalled(step >= can_stop, lane.tolerance, before, value):
                     early.append(r)
-            best = [loss for _, _, loss in rows]
+            best = [loss for _, _, loss in readout]
             group.finish(done + early, None, best, early)
         groups = [g for g in groups if g.ids]
     return results
