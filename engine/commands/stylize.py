@@ -347,7 +347,7 @@ def paint(args: argparse.Namespace, settings: Settings) -> int:
     fetch_missing_styles(args)
     styles = load_styles(args)
 
-    from engine.painter import stylize  # torch loads here, not at `orsay --help`
+    from engine.style_transfer import stylize  # torch loads here, not at `orsay --help`
 
     began = time.perf_counter()
     bar = ProgressBar(enabled=not args.quiet)

@@ -27,7 +27,8 @@ from engine.options import ProgressEvent
 from engine.queue.painter import job_event
 from engine.queue.seam import JobRequest, ProgressCallback
 
-OOM_MESSAGE = "CPU out of memory: retrying at {size} px"  # the engine's words (engine/painter.py)
+# the engine's words (engine/style_transfer.py)
+OOM_MESSAGE = "CPU out of memory: retrying at {size} px"
 
 
 def solid_jpeg(rgb: tuple[int, int, int], size: int) -> bytes:
