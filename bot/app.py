@@ -36,7 +36,7 @@ from bot.services import Services
 from bot.store import Store
 from bot.texts import LANGUAGES, t
 from engine.queue import JobQueue, Painter, QueueLimits, QueueUnavailable, open_queue
-from engine.queue.painters import make_painter
+from engine.queue.painter_choice import make_painter
 
 log = logging.getLogger(__name__)
 COMMANDS = ("start", "help", "styles", "settings", "lang", "forget")

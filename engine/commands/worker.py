@@ -79,7 +79,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
         painter = StubPainter(steps=args.stub_steps, step_s=args.stub_step_s)
     else:
-        from engine.queue.painters import make_painter
+        from engine.queue.painter_choice import make_painter
 
         # ORSAY_PAINTER (stub, module:factory) as in `orsay bot`; else the engine, with the flags
         # (which default to the settings) deciding model, weights, device, size and batch

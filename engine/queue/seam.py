@@ -6,8 +6,8 @@ GPU and run a `Painter`. Two backends implement `JobQueue` with the same behavio
 tests in tests/engine/queue run against both.
 
 `JobEvent` is the one event type from the painter to the chat: a painter reports `progress`
-JobEvents (engine/queue/painter.py converts the engine's ProgressEvent, once), the worker stamps
-them with the job id, the queue stores or forwards them, and the bot reads them.
+JobEvents (engine/queue/engine_painter.py converts the engine's ProgressEvent, once), the worker
+stamps them with the job id, the queue stores or forwards them, and the bot reads them.
 
 Delivery is the bot's half of durability: a job stays in `undelivered()` until the bot calls
 `acknowledge(job_id)` after it has sent the result (or told the user it failed). After a restart

@@ -21,7 +21,7 @@ from engine.queue import (
     StyleChoice,
     open_queue,
 )
-from engine.queue.painter import make_engine_painter
+from engine.queue.engine_painter import make_engine_painter
 from engine.queue.redis_backend.worker import WorkerConfig, start_worker_task
 from tests.doubles.queue_helpers import QueueFactory, RedisServer, redis_available
 

@@ -9,7 +9,7 @@ import pytest
 
 from engine.imaging import load_image
 from engine.queue import BatchPainter, JobOptions, JobRequest
-from engine.queue.painter import EnginePainter, content_size
+from engine.queue.engine_painter import EnginePainter, content_size
 from tests.engine.imaging.samples import encode, gradient, jpeg_exif
 
 
