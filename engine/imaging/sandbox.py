@@ -80,13 +80,15 @@ class Stats:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Decoded:
+    """What a decoding child sent back: the picture (or its normalized encoding) and its cost."""
+
     image: Image.Image | None  # output="pixels"
     encoded: bytes | None  # output="normalized"
     stats: Stats
 
 
-def run(data: bytes, budget: Budget, output: str = "pixels") -> Outcome:
+def run(data: bytes, budget: Budget, output: str = "pixels") -> Decoded:
     """Decode `data` in a child; the picture, or an ImageError (the child's, or
     ImageTooCostly when it ran out of time or memory). Nothing else escapes."""
     with _GATE:
@@ -108,8 +110,8 @@ def run(data: bytes, budget: Budget, output: str = "pixels") -> Outcome:
         raise cls(message, **params)
     if kind == "pixels":
         _, size, pixels = reply
-        return Outcome(Image.frombytes("RGB", size, pixels), None, stats)
-    return Outcome(None, reply[1], stats)
+        return Decoded(Image.frombytes("RGB", size, pixels), None, stats)
+    return Decoded(None, reply[1], stats)
 
 
 def _run_child(data: bytes, budget: Budget, output: str) -> tuple[tuple, Stats]:

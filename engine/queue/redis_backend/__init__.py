@@ -39,8 +39,8 @@ from engine.queue.redis_backend.store import (
 )
 from engine.queue.seam import (
     TERMINAL_STATES,
-    Job,
     JobEvent,
+    JobRecord,
     JobRequest,
     JobState,
     QueueFull,
@@ -153,12 +153,12 @@ class RedisQueue:
     def events(self, job_id: str) -> AsyncIterator[JobEvent]:
         return follow(self, job_id)
 
-    async def get(self, job_id: str) -> Job | None:
+    async def get(self, job_id: str) -> JobRecord | None:
         with unavailable_on_error():
             h = await self.redis.hgetall(k.job_key(job_id))
         return job_from_hash(h) if h else None
 
-    async def _jobs(self, ids: list[bytes] | set[bytes]) -> list[Job]:
+    async def _jobs(self, ids: list[bytes] | set[bytes]) -> list[JobRecord]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hgetall(k.job_key(text(job_id) or ""))
@@ -166,11 +166,11 @@ class RedisQueue:
         jobs = [job_from_hash(h) for h in hashes if h]
         return sorted(jobs, key=lambda job: job.created_at)
 
-    async def active_jobs(self, user_id: int) -> list[Job]:
+    async def active_jobs(self, user_id: int) -> list[JobRecord]:
         with unavailable_on_error():
             return await self._jobs(await self.redis.smembers(k.active_key(user_id)))
 
-    async def undelivered(self) -> list[Job]:
+    async def undelivered(self) -> list[JobRecord]:
         with unavailable_on_error():
             return await self._jobs(await self.redis.smembers(k.UNDELIVERED))
 

@@ -36,7 +36,7 @@ from engine.queue.lifecycle import (
     TIMEOUT,
     WORKER_DIED,
     Interruption,
-    Outcome,
+    JobOutcome,
     log_failure,
     run_batch,
     settle,
@@ -206,7 +206,9 @@ class RedisWorker:
         found = await self.redis.mget([k.blob_key(sha) for sha in shas]) if shas else []
         return blobs.join(request, dict(zip(shas, found, strict=True)))
 
-    async def _run_painter(self, jobs: list[tuple[_Running, JobRequest]]) -> list[Outcome | None]:
+    async def _run_painter(
+        self, jobs: list[tuple[_Running, JobRequest]]
+    ) -> list[JobOutcome | None]:
         """Paint the jobs in one painter call, each with its own event writer and its own
         watcher (lease, cancel, timeout, shutdown); each outcome as lifecycle.settle says."""
         loop = asyncio.get_running_loop()
@@ -274,7 +276,7 @@ class RedisWorker:
         self,
         job_id: str,
         user_id: str,
-        outcome: Outcome,
+        outcome: JobOutcome,
         *,
         attempts: int,
         job: _Running | None = None,
@@ -358,7 +360,7 @@ class RedisWorker:
             attempts = int(attempts_b)
             if attempts >= self.config.limits.max_attempts:
                 log_failure(job_id, WORKER_DIED, f"its worker died {attempts} times")
-                outcome = Outcome(JobState.FAILED, reason=WORKER_DIED)
+                outcome = JobOutcome(JobState.FAILED, reason=WORKER_DIED)
                 user = text(user_b) or ""
                 await self._finish(job_id, user, outcome, attempts=attempts, expired_only=True)
             elif await self._requeue(job_id, attempts, give_back=False, expired_only=True):
