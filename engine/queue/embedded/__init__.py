@@ -1,6 +1,7 @@
 """Embedded backend: one SQLite file in the data dir plus one painter thread in the bot process.
 
     store.py   the jobs table (SQLite DAO)
+    schema.py  its tables as numbered migrations (PRAGMA user_version)
     lockfile.py  the lock file: one process owns the SQLite file
     events.py  pub/sub with replay, place-in-line updates
     worker.py  the painter thread

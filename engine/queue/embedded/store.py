@@ -24,6 +24,7 @@ from engine.observability import metrics
 from engine.queue import blobs
 from engine.queue.batches import Picker
 from engine.queue.codec import decode_request, encode_request, strip_request
+from engine.queue.embedded import schema
 from engine.queue.lifecycle import WORKER_DIED, JobOutcome
 from engine.queue.limits import QueueLimits
 from engine.queue.policy import fair_order
@@ -38,35 +39,6 @@ from engine.queue.seam import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    user_id INTEGER NOT NULL,
-    chat_id INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    error TEXT,
-    request BLOB,               -- full request with pictures; NULL once purged
-    summary BLOB NOT NULL,      -- the request without pictures, kept for the record
-    result BLOB,
-    delivered INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, seq);
-CREATE INDEX IF NOT EXISTS jobs_user ON jobs (user_id, state);
-CREATE INDEX IF NOT EXISTS jobs_delivered ON jobs (delivered);
--- gallery paintings, stored once however many jobs need them (engine.queue.blobs)
-CREATE TABLE IF NOT EXISTS blobs (sha256 TEXT PRIMARY KEY, data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS job_blobs (
-    job_id TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    PRIMARY KEY (job_id, sha256)
-);
-CREATE INDEX IF NOT EXISTS job_blobs_sha ON job_blobs (sha256);
-"""
 # A blob lives while a job that still holds its pictures (request not NULL) refers to it.
 DROP_BLOBS = (
     "DELETE FROM job_blobs WHERE job_id NOT IN (SELECT id FROM jobs WHERE request IS NOT NULL)",
@@ -132,11 +104,12 @@ class SqliteJobStore:
     # -- the bot's side ----------------------------------------------------------------------
 
     def recover(self) -> list[float]:
-        """Create the table, and hand back jobs orphaned by a dead process: RUNNING means the
-        process died mid-job, so the job goes back in line, or fails as `worker_died` once it has
-        used all its attempts. Returns the recent run times, oldest first, for the ETA."""
+        """Bring the tables up to date (schema.migrate), and hand back jobs orphaned by a dead
+        process: RUNNING means the process died mid-job, so the job goes back in line, or fails as
+        `worker_died` once it has used all its attempts. Returns the recent run times, oldest
+        first, for the ETA."""
         conn = self.conn
-        conn.executescript(SCHEMA)
+        schema.migrate(conn)
         now = time.time()
         with transaction(conn):
             failed = conn.execute(
