@@ -1,7 +1,7 @@
 """Redis backend: the bot submits and follows jobs; `orsay worker` processes paint them.
 
     keys.py     every key name and what it holds (one source of truth for the line: orsay:queued)
-    scripts.py  the Lua scripts for each atomic change
+    scripts.py  the Lua scripts for each atomic change (lua/*.lua), as Redis runs them
     store.py    the client, its failure modes, job records
     events.py   following a job: replay, then its stream, reconnecting by itself
     worker.py   the worker loop: claim with a lease, paint, finish; reaping dead workers' jobs
