@@ -19,7 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 from engine.options import BatchJob, ProgressEvent, StyleInput, StylizeOptions
-from engine.presets import DEFAULT_QUALITY, QUALITIES, strength_value
+from engine.presets import check_quality, strength_value
 from engine.queue import blobs
 from engine.queue.seam import BatchItem, JobEvent, JobRequest, ProgressCallback, StyleChoice
 from engine.settings import default_batch
@@ -72,9 +72,11 @@ def job_event(event: ProgressEvent) -> JobEvent | None:
 def job_options(
     request: JobRequest, *, model: str, weights: str, device: str, max_size: int
 ) -> StylizeOptions:
-    """The engine options for a job; `max_size` is the operator's cap, whatever the bot sent."""
+    """The engine options for a job; `max_size` is the operator's cap, whatever the bot sent. An
+    unknown quality or strength name raises UnknownPreset: the job fails as a painter error,
+    logged with the name, rather than painting something else than was asked."""
     opts = request.options
-    quality = opts.quality if opts.quality in QUALITIES else DEFAULT_QUALITY
+    quality = check_quality(opts.quality)
     return StylizeOptions(
         size=max(32, min(int(opts.size), max_size)),
         strength=strength_value(opts.strength),
