@@ -7,10 +7,13 @@
     worker.py   the worker loop: claim with a lease, paint, finish; reaping dead workers' jobs
     here        `RedisQueue`, the bot's `JobQueue` façade
 
-When Redis is down every call raises `QueueUnavailable` within about a second (short connect
-timeout, no retry loop), so the bot can answer "temporarily unavailable" at once; `events()` is
-the exception: it waits and reconnects by itself, and resumes the job's stream where it stopped,
-so nothing is missed. Whatever was accepted lives in Redis (run it with appendonly).
+When Redis is down every call raises `QueueUnavailable` instead of retrying, so the bot can
+answer "temporarily unavailable": at once when the connection is refused, within the 1 s connect
+timeout when Redis does not answer it, and within 5 s when Redis stops answering on an open
+connection (the socket timeout, BLOCK_MS + 3 s so a follower's blocking read fits in it) or
+every connection is busy (the pool's wait; store.connect). `events()` is the exception: it waits
+and reconnects by itself, and resumes the job's stream where it stopped, so nothing is missed.
+Whatever was accepted lives in Redis (run it with appendonly).
 """
 
 from __future__ import annotations
