@@ -88,7 +88,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     from PIL import Image
 
     from engine.options import BatchJob, ProgressEvent, StyleInput, StylizeOptions, Tuning
-    from engine.painter import stylize_batch
+    from engine.style_transfer import stylize_batch
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     tuning = Tuning(**json.loads(args.tuning)) if args.only == "default" else Tuning()

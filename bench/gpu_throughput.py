@@ -3,11 +3,11 @@
     python3 bench/gpu_throughput.py --device cuda --json $OUT/throughput.json
     .venv/bin/python bench/gpu_throughput.py --device cpu --sizes 128,256 --batches 1,2
 
-A warm worker: `engine.painter.warm_up()` runs first and one job is painted and thrown away, so
-loading and first-use kernel setup are not timed. Then for each (size, batch) a batch of B jobs
-(the same photo and painting, different seeds; balanced preset, early stop off so every job
-runs its full steps) is painted with `stylize_batch`. Random VGG19 weights: throughput does not
-depend on trained weights.
+A warm worker: `engine.style_transfer.warm_up()` runs first and one job is painted and thrown away,
+so loading and first-use kernel setup are not timed. Then for each (size, batch) a batch of B jobs
+(the same photo and painting, different seeds; balanced preset, early stop off so every job runs its
+full steps) is painted with `stylize_batch`. Random VGG19 weights: throughput does not depend on
+trained weights.
 
 chip_share: the FLOP/s the painting achieved against those of a plain forward + input-gradient
 backward of the same network at the same batch shape, measured in the same run; since each loss
@@ -73,7 +73,7 @@ def sync(device: Any) -> None:
 
 def run_batch(args: argparse.Namespace, size: int, batch: int, images: Any) -> dict[str, Any]:
     from engine.options import BatchJob, ProgressEvent, StyleInput, StylizeOptions, Tuning
-    from engine.painter import stylize_batch
+    from engine.style_transfer import stylize_batch
 
     content, style = images
     first_preview: list[float] = []
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine import device as devices
     from engine.model import load_features
     from engine.objective import Context
-    from engine.painter import warm_up
+    from engine.style_transfer import warm_up
 
     if args.device == "cpu":
         torch.set_num_threads(max(1, os.cpu_count() or 1))

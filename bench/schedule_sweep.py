@@ -136,7 +136,7 @@ def run(config: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     from bench.engine_speed import textbook_lbfgs
     from engine import losses
     from engine.options import BatchJob, StyleInput, StylizeOptions, Tuning
-    from engine.painter import stylize_batch
+    from engine.style_transfer import stylize_batch
 
     evaluations: list[tuple[int, float]] = []
     original = losses.GatysLoss.parts

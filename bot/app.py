@@ -35,8 +35,8 @@ from bot.pacing import ForegroundFirstLimiter
 from bot.services import Services
 from bot.store import Store
 from bot.texts import LANGUAGES, t
-from engine.queue import JobQueue, Painter, QueueLimits, QueueUnavailable, open_queue
-from engine.queue.painters import make_painter
+from engine.queue import JobQueue, Painter, QueueUnavailable, open_queue
+from engine.queue.painter_choice import make_painter
 
 log = logging.getLogger(__name__)
 COMMANDS = ("start", "help", "styles", "settings", "lang", "forget")
@@ -57,7 +57,7 @@ def build_application(
             settings.queue_url,
             painter=painter,
             data_dir=settings.data_dir,
-            limits=QueueLimits(per_user=2, max_queue=100),
+            limits=settings.queue_limits,
             retention_s=settings.retention_s,
             shutdown_grace_s=settings.shutdown_grace_s,
         )

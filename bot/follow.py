@@ -33,7 +33,7 @@ from bot.store import JobMessages, Store
 from bot.texts import t
 from bot.tg import Blocked, call
 from engine.observability.logs import log_event
-from engine.queue import Job, JobEvent, JobQueue, QueueUnavailable
+from engine.queue import JobEvent, JobQueue, JobRecord, QueueUnavailable
 
 log = logging.getLogger(__name__)
 EDIT_INTERVAL_S = 3.0
@@ -211,11 +211,11 @@ class Delivery:
         self.note: str | None = None  # the painter's latest message, shown under the progress
         self.quiet_until = time.monotonic() + follower.quiet_s
         self.shown: tuple[str, InlineKeyboardMarkup | None] | None = None
-        self.known: Job | None = None  # the job, once read from the queue
+        self.known: JobRecord | None = None  # the job, once read from the queue
         self.chat_id, self.lang = 0, "en"
 
     @property
-    def job(self) -> Job:
+    def job(self) -> JobRecord:
         assert self.known is not None, "run() reads the job first"
         return self.known
 
@@ -478,7 +478,7 @@ def _note(lang: str, event: JobEvent) -> str:
     return t(lang, "painter_note", message=event.message)
 
 
-async def resume(follower: Follower, jobs: list[Job]) -> None:
+async def resume(follower: Follower, jobs: list[JobRecord]) -> None:
     """Follow every job the queue still holds for us (after a restart)."""
     for job in jobs:
         follower.follow(job.id)

@@ -17,7 +17,7 @@ from engine.schedule import fit, plan
 
 
 def bucket_key(content_size: tuple[int, int], options: StylizeOptions) -> Hashable:
-    """Equal for exactly the jobs that `engine.painter.stylize_batch` accepts together.
+    """Equal for exactly the jobs that `engine.style_transfer.stylize_batch` accepts together.
     `content_size` is the photo's (width, height) as sent; only its aspect matters."""
     return (
         fit(*content_size, options.size),

@@ -17,9 +17,18 @@ Precision = str  # "fp32" | "bf16"
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """`auto` prefers cuda > mps > cpu; anything else is handed to torch as is."""
+    """`auto` prefers cuda > mps > cpu. A named GPU must be there: ValueError says so at once,
+    rather than torch failing mid-way through loading the network."""
     if name != "auto":
-        return torch.device(name)
+        device = torch.device(name)
+        if device.type == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if (device.index or 0) >= count:
+                raise ValueError(f"there is no {name} here: {count} CUDA device(s) found")
+        mps = getattr(torch.backends, "mps", None)
+        if device.type == "mps" and not (mps is not None and mps.is_available()):
+            raise ValueError("there is no mps device here (Apple silicon only)")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)

@@ -1,6 +1,6 @@
 """One painting request made ready for the pieces that paint it (engine.objective,
-engine.start, engine.optimize, engine.painter): its photo and paintings resized once, its loss
-weights, schedule, seed and where its events go. Torch-light: tensors are made per scale."""
+engine.start, engine.optimize, engine.style_transfer): its photo and paintings resized once, its
+loss weights, schedule, seed and where its events go. Torch-light: tensors are made per scale."""
 
 from __future__ import annotations
 

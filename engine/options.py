@@ -121,8 +121,8 @@ class StylizeResult:
 
 @dataclass
 class BatchJob:
-    """One request for `engine.painter.stylize_batch`: what `stylize` takes, as one value. Its
-    `progress` hears only this job's events and its `cancel` stops only this job."""
+    """One request for `engine.style_transfer.stylize_batch`: what `stylize` takes, as one value.
+    Its `progress` hears only this job's events and its `cancel` stops only this job."""
 
     content: Image.Image
     styles: Sequence[StyleInput]

@@ -2,7 +2,8 @@
 
 The bot offers them as buttons, the CLI as flag values, the queue carries the names and the
 painter turns them into numbers; all of them read this table, so a new preset is one edit here.
-No torch (nor PIL) import: the bot and the settings use it cheaply.
+An unknown name raises `UnknownPreset` (a bug or a stale stored value: painting something else
+than was asked would hide it). No torch (nor PIL) import: the bot and the settings use it cheaply.
 """
 
 from __future__ import annotations
@@ -37,12 +38,27 @@ STRENGTHS: dict[str, float] = {
 }
 
 
+class UnknownPreset(ValueError):
+    """A quality or strength name that is not in the table; the message lists the known ones."""
+
+    def __init__(self, kind: str, name: str, known: tuple[str, ...]) -> None:
+        super().__init__(f"unknown {kind} {name!r}: expected one of {', '.join(known)}")
+
+
+def check_quality(name: str) -> str:
+    """`name` if it is a quality, else UnknownPreset."""
+    if name not in QUALITIES:
+        raise UnknownPreset("quality", name, QUALITIES)
+    return name
+
+
 def size_for(quality: str, max_size: int) -> int:
-    """Output long side for a quality name (unknown names: the default), capped at `max_size`."""
-    size = QUALITY_SIZES.get(quality, QUALITY_SIZES[DEFAULT_QUALITY])
-    return min(size, max_size)
+    """Output long side for a quality name, capped at `max_size`."""
+    return min(QUALITY_SIZES[check_quality(quality)], max_size)
 
 
 def strength_value(name: str) -> float:
-    """The painter's strength for a strength name (unknown names: the default)."""
-    return STRENGTHS.get(name, STRENGTHS[DEFAULT_STRENGTH])
+    """The painter's strength for a strength name."""
+    if name not in STRENGTHS:
+        raise UnknownPreset("strength", name, tuple(STRENGTHS))
+    return STRENGTHS[name]

@@ -11,9 +11,10 @@ token is a `SecretStr`: masked in every repr and log line, required only by `ors
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from platformdirs import user_data_dir
 from pydantic import (
@@ -33,10 +34,16 @@ from pydantic_settings import (
 
 from engine import presets
 
+if TYPE_CHECKING:
+    from engine.queue.limits import QueueLimits
+
 DEFAULT_API_URL = "https://api.telegram.org"
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MAX_BATCH = 64
+MAX_JOBS_PER_USER = 100  # the Redis line ranks at most this many waiting jobs of one user
+DEVICE_NAMES = "auto, cpu, cuda, cuda:N or mps"
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 CUDA_BATCH = 4  # unmeasured: no GPU where this was written; to be measured on a GPU
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -57,6 +64,14 @@ def default_batch(device: str) -> int:
     idle. The CUDA figure is a guess, not a measurement: it is still to be measured on a GPU
     (bench/gpu_throughput.py)."""
     return CUDA_BATCH if device.startswith("cuda") else 1
+
+
+def check_device(name: str) -> str:
+    """`name` if it names a device Orsay can paint on (the syntax; whether that device is there
+    is found out when the painter starts), else ValueError."""
+    if not _DEVICE.fullmatch(name):
+        raise ValueError(f"expected {DEVICE_NAMES}, not {name!r}")
+    return name
 
 
 def _var(name: str) -> Any:
@@ -96,6 +111,8 @@ class Settings(BaseSettings):
     job_timeout_s: float = Field(3600.0, validation_alias="ORSAY_JOB_TIMEOUT")
     painter: str | None = _var("ORSAY_PAINTER")  # dev/test: "stub" or "module:factory"
     batch: int | None = _var("ORSAY_BATCH")  # None: default_batch(the painter's device)
+    jobs_per_user: int = Field(2, validation_alias="ORSAY_JOBS_PER_USER")
+    max_queue: int = Field(100, validation_alias="ORSAY_MAX_QUEUE")
 
     # -- parsing: blank means unset, numbers say which variable is wrong ------------------
 
@@ -108,13 +125,18 @@ class Settings(BaseSettings):
         stripped = {k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
         return {k: v for k, v in stripped.items() if v != ""}
 
-    @field_validator("max_size", "metrics_port", "telegram_rate", "batch", mode="before")
+    @field_validator(
+        "max_size", "metrics_port", "telegram_rate", "batch", "jobs_per_user", "max_queue",
+        mode="before",
+    )  # fmt: skip
     @classmethod
     def _whole_number(cls, value: Any, info: ValidationInfo) -> Any:
         low, high = {
             "max_size": (64, 4096),
             "metrics_port": (0, 65535),
             "batch": (1, MAX_BATCH),
+            "jobs_per_user": (1, MAX_JOBS_PER_USER),
+            "max_queue": (1, 100_000),
         }.get(str(info.field_name), (0, 1000))
         if value is None or isinstance(value, int):
             number = value
@@ -181,6 +203,14 @@ class Settings(BaseSettings):
             raise ValueError(f"ORSAY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR: {value!r}")
         return level
 
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        try:
+            return check_device(value)
+        except ValueError as error:
+            raise ValueError(f"ORSAY_DEVICE: {error}") from None
+
     @field_validator("queue_url")
     @classmethod
     def _queue_scheme(cls, value: str | None) -> str | None:
@@ -205,6 +235,13 @@ class Settings(BaseSettings):
     @property
     def style_cache_dir(self) -> Path:
         return self.data_dir / "style-cache"
+
+    @property
+    def queue_limits(self) -> QueueLimits:
+        """ORSAY_JOBS_PER_USER and ORSAY_MAX_QUEUE, as both queue backends take them."""
+        from engine.queue.limits import QueueLimits  # engine.queue imports this module
+
+        return QueueLimits(per_user=self.jobs_per_user, max_queue=self.max_queue)
 
     @property
     def redis_queue(self) -> bool:

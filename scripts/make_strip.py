@@ -1,8 +1,8 @@
 """Make docs/strip.jpg, the README's before/after strip, with Orsay's own engine.
 
-Rows are examples; columns are the photo, the painting, and what `engine.painter.stylize` made of
-them. Provenance (model, weights, size, seconds) goes into the JPEG comment and on stdout, so the
-README can say which weights made the picture:
+Rows are examples; columns are the photo, the painting, and what `engine.style_transfer.stylize`
+made of them. Provenance (model, weights, size, seconds) goes into the JPEG comment and on stdout,
+so the README can say which weights made the picture:
 
     .venv/bin/python scripts/make_strip.py --model vgg16 \
         --weights ../shared/weights/hed-vgg16-features.pth --size 256
@@ -17,8 +17,8 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from engine.options import StyleInput, StylizeOptions
-from engine.painter import stylize
 from engine.settings import load_settings
+from engine.style_transfer import stylize
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS = (

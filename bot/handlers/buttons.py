@@ -11,7 +11,7 @@ from bot import keyboards
 from bot.context import BotContext
 from bot.conversation import State
 from bot.handlers.jobs import paint_stored_photo, say
-from bot.store import STRENGTHS
+from bot.store import QUALITIES, STRENGTHS
 from bot.texts import LANGUAGES, t
 
 
@@ -80,9 +80,11 @@ async def change_setting(update: Update, context: BotContext) -> None:
     store, user_id = context.services.store, context.user_id
     prefs = store.user(user_id)
     _, what, *rest = data.split(":")
-    if what == "q" and rest:
+    # a name the presets do not know (a stale or forged button) changes nothing: stored, it
+    # would make every later job of the user fail (engine.presets.UnknownPreset)
+    if what == "q" and rest and rest[0] in QUALITIES:
         prefs = store.update(user_id, quality=rest[0])
-    elif what == "s" and rest:
+    elif what == "s" and rest and rest[0] in STRENGTHS:
         prefs = store.update(user_id, strength=rest[0])
     elif what == "c":
         prefs = store.update(user_id, keep_colors=not prefs.keep_colors)

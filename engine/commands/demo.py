@@ -219,7 +219,7 @@ def paint(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     from engine.device import pick_device  # torch loads here, not at `orsay --help`
     from engine.model import load_features
-    from engine.painter import stylize
+    from engine.style_transfer import stylize
 
     device = pick_device(args.device)
     if args.no_download:

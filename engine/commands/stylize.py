@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -30,10 +29,9 @@ from engine.options import (
     StylizeOptions,
 )
 from engine.presets import STRENGTHS
-from engine.settings import Settings
+from engine.settings import Settings, check_device
 
 DEFAULT_SIZE = 512
-DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 def parse_strength(text: str) -> float:
@@ -87,9 +85,10 @@ def _non_negative(text: str) -> float:
 
 
 def _device(text: str) -> str:
-    if not DEVICE.fullmatch(text):
-        raise argparse.ArgumentTypeError("expected auto, cpu, cuda, cuda:N or mps")
-    return text
+    try:
+        return check_device(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def register(subparsers: Any, settings: Settings) -> None:
@@ -347,7 +346,7 @@ def paint(args: argparse.Namespace, settings: Settings) -> int:
     fetch_missing_styles(args)
     styles = load_styles(args)
 
-    from engine.painter import stylize  # torch loads here, not at `orsay --help`
+    from engine.style_transfer import stylize  # torch loads here, not at `orsay --help`
 
     began = time.perf_counter()
     bar = ProgressBar(enabled=not args.quiet)

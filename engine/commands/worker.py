@@ -4,7 +4,9 @@ The engine is warmed up once at start. Each worker paints up to ORSAY_BATCH (`--
 compatible jobs at once, in fair order (default: 1 on CPU, more on CUDA). SIGTERM/SIGINT stop
 taking jobs; the running jobs get ORSAY_SHUTDOWN_GRACE seconds (default 30) to finish and are
 otherwise handed back to the queue, where another worker (or this one, restarted) paints them.
-With ORSAY_METRICS_PORT set, /healthz and /metrics are served on that port.
+With ORSAY_METRICS_PORT set, /healthz and /metrics are served on that port. A worker that cannot
+start (no Redis queue named, a device that is not there, weights that do not load) says why on
+stderr and exits non-zero before it takes a job.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ import argparse
 import asyncio
 import logging
 import signal
-from typing import Any
+import sys
+from typing import Any, get_args
 
-from engine.settings import Settings, is_redis_url
+from engine.commands.stylize import _device
+from engine.errors import OrsayError
+from engine.options import ModelName
+from engine.settings import DEVICE_NAMES, Settings, is_redis_url
 
 log = logging.getLogger("orsay.worker")
 
@@ -28,11 +34,11 @@ def register(subparsers: Any, settings: Settings) -> None:
         description=__doc__,
     )
     parser.add_argument("--queue", default=settings.queue_url or "", help="redis://host:port/db")
-    parser.add_argument("--model", default=settings.model)
+    parser.add_argument("--model", choices=get_args(ModelName), default=settings.model)
     parser.add_argument(
         "--weights", default=settings.weights, help="torchvision | random | path to a state_dict"
     )
-    parser.add_argument("--device", default=settings.device)
+    parser.add_argument("--device", type=_device, default=settings.device, help=DEVICE_NAMES)
     parser.add_argument(
         "--max-size", type=int, default=settings.max_size,
         help="cap on the long side of results, px",
@@ -59,13 +65,17 @@ def register(subparsers: Any, settings: Settings) -> None:
     parser.set_defaults(run=run)
 
 
+def _fail(message: str) -> None:
+    print(f"orsay worker: {message}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if not is_redis_url(args.queue):
-        print("orsay worker needs a Redis queue: --queue redis://host:6379/0 or ORSAY_QUEUE.")
-        print("(The embedded queue paints inside `orsay bot`; it needs no worker.)")
+        _fail("needs a Redis queue: --queue redis://host:6379/0 or ORSAY_QUEUE.")
+        _fail("(the embedded queue paints inside `orsay bot`; it needs no worker)")
         return 2
     if args.batch is not None and args.batch < 1:
-        print(f"--batch must be at least 1, not {args.batch}.")
+        _fail(f"--batch must be at least 1, not {args.batch}.")
         return 2
     from engine.observability.logs import configure_logging
 
@@ -79,15 +89,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
         painter = StubPainter(steps=args.stub_steps, step_s=args.stub_step_s)
     else:
-        from engine.queue.painters import make_painter
+        from engine.queue.painter_choice import make_painter
 
         # ORSAY_PAINTER (stub, module:factory) as in `orsay bot`; else the engine, with the flags
         # (which default to the settings) deciding model, weights, device, size and batch
         engine = {"model": args.model, "weights": args.weights, "device": args.device}
         sizes = {"max_size": args.max_size, "batch": args.batch}
-        painter = make_painter(settings.model_copy(update={**engine, **sizes}))
+        try:
+            painter = make_painter(settings.model_copy(update={**engine, **sizes}))
+        except (OrsayError, ValueError) as error:  # the device, the weights, ORSAY_PAINTER
+            _fail(f"cannot start the painter: {error}")
+            return 1
     config = WorkerConfig(
         url=args.queue,
+        limits=settings.queue_limits,
         lease_s=args.lease,
         job_timeout_s=args.job_timeout,
         grace_s=settings.shutdown_grace_s,

@@ -4,13 +4,14 @@ Whatever people send (48 MP phone JPEGs, iPhone HEICs, PNGs with alpha, 16-bit s
 lying on their side, truncated uploads, HTML saved as .jpg, files built to waste a decoder's
 time), the caller gets a plain upright RGB picture of at most MAX_SIDE pixels a side, or a typed
 `ImageError` whose `code` and `params` the bot translates and whose message is safe to show.
-Every decode runs in a child process with CPU and memory limits (sandbox.py); header checks
-before it (probe.py) give the honest reason for most refusals without decoding anything.
+Every decode runs in a child process with CPU and memory limits (sandbox.py); in it, header
+checks (probe.py) give the honest reason for most refusals before any pixel is decoded.
 No torch here: the bot imports this.
 
-Modules: sniff (format from bytes), probe (header checks), decode (the pipeline, in the
-child), sandbox (the child and its limits), convert (orientation, colour, mode), encode
-(writing), budget (the limits and why).
+Modules: sniff (format from bytes), probe (header checks), decode (the pipeline, in the child),
+sandbox (the parent's side: one child per decode, its limits, its reply), child (the child's
+side: the limits set, the decode run, one reply sent), convert (orientation, colour, mode),
+encode (writing), budget (the limits and why).
 """
 
 from __future__ import annotations

@@ -7,6 +7,15 @@ that hangs, and a crash takes only the child. Children are forked from multiproc
 server, a small single-threaded process with Pillow already imported, so a decode starts in
 about 10 ms (forking the bot or a torch worker, both multi-threaded, would not be safe) and
 each child starts with a CPU clock of zero.
+
+multiprocessing has no public way to start such a child without it importing the parent's
+__main__ again (the CLI entry point, pytest, a bench script: tens of milliseconds, and code that
+has no business in a decoder), so `_LeanPopen` copies CPython's private fork-server launch minus
+that step. It is used only on the CPython versions whose launch it was checked against
+(LEAN_LAUNCH_PYTHONS); on any other the public `ForkServerProcess` starts the children, slower
+per decode but the same decode (tests/engine/imaging/test_sandbox_launch.py runs both). With the
+`orsay` entry point as __main__, a 40×30 PNG took 45–49 ms a decode (median of 20) the lean way
+and 369–441 ms the public way, runs interleaved on 2 shared cores.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import io
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -35,11 +45,33 @@ _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["engine.imaging.child"])
 
 
-class _Popen(popen_forkserver.Popen):
+# The CPython versions (first, last) whose popen_forkserver.Popen._launch `_LeanPopen` repeats:
+# its text is the same in 3.11.7's standard library and on CPython's main branch (3.15 in the
+# making, when this was written), and the private names it calls are in both.
+LEAN_LAUNCH_PYTHONS = ((3, 11), (3, 14))
+_LEAN_LAUNCH_NEEDS = (
+    (spawn, "get_preparation_data"),
+    (context, "set_spawning_popen"),
+    (reduction, "dump"),
+    (forkserver, "connect_to_new_process"),
+    (forkserver, "read_signed"),
+    (util, "Finalize"),
+    (util, "close_fds"),
+    (popen_forkserver.Popen, "_launch"),
+)
+
+
+def lean_launch_supported(version: tuple[int, ...] = tuple(sys.version_info[:2])) -> bool:
+    """Whether `_LeanPopen` may start the children on this Python (`version`: major, minor)."""
+    first, last = LEAN_LAUNCH_PYTHONS
+    known = first <= tuple(version[:2]) <= last
+    return known and all(hasattr(owner, name) for owner, name in _LEAN_LAUNCH_NEEDS)
+
+
+class _LeanPopen(popen_forkserver.Popen):
     """The fork server's Popen, minus one step: spawn's preparation makes every child import
-    the parent's __main__ (the CLI entry point, pytest, a bench script) again, which costs
-    tens of milliseconds and runs code that has no business in a decoder. The rest is
-    CPython's `popen_forkserver.Popen._launch` (3.11–3.13) as it is."""
+    the parent's __main__ again. The rest is CPython's `popen_forkserver.Popen._launch` as it
+    is, for the versions in LEAN_LAUNCH_PYTHONS."""
 
     def _launch(self, process_obj: multiprocessing.process.BaseProcess) -> None:
         prep_data = spawn.get_preparation_data(process_obj._name)  # type: ignore[attr-defined]
@@ -64,10 +96,16 @@ class _Popen(popen_forkserver.Popen):
         self.pid = forkserver.read_signed(self.sentinel)
 
 
-class _Process(context.ForkServerProcess):
+class _LeanProcess(context.ForkServerProcess):
     @staticmethod
-    def _Popen(process_obj: multiprocessing.process.BaseProcess) -> _Popen:
-        return _Popen(process_obj)
+    def _Popen(process_obj: multiprocessing.process.BaseProcess) -> _LeanPopen:
+        return _LeanPopen(process_obj)
+
+
+# What starts each decoding child: the lean launch where it was checked, the public one elsewhere
+_process_class: type[context.ForkServerProcess] = (
+    _LeanProcess if lean_launch_supported() else context.ForkServerProcess
+)
 
 
 @dataclass(frozen=True)
@@ -80,13 +118,15 @@ class Stats:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Decoded:
+    """What a decoding child sent back: the picture (or its normalized encoding) and its cost."""
+
     image: Image.Image | None  # output="pixels"
     encoded: bytes | None  # output="normalized"
     stats: Stats
 
 
-def run(data: bytes, budget: Budget, output: str = "pixels") -> Outcome:
+def run(data: bytes, budget: Budget, output: str = "pixels") -> Decoded:
     """Decode `data` in a child; the picture, or an ImageError (the child's, or
     ImageTooCostly when it ran out of time or memory). Nothing else escapes."""
     with _GATE:
@@ -108,8 +148,8 @@ def run(data: bytes, budget: Budget, output: str = "pixels") -> Outcome:
         raise cls(message, **params)
     if kind == "pixels":
         _, size, pixels = reply
-        return Outcome(Image.frombytes("RGB", size, pixels), None, stats)
-    return Outcome(None, reply[1], stats)
+        return Decoded(Image.frombytes("RGB", size, pixels), None, stats)
+    return Decoded(None, reply[1], stats)
 
 
 def _run_child(data: bytes, budget: Budget, output: str) -> tuple[tuple, Stats]:
@@ -117,7 +157,7 @@ def _run_child(data: bytes, budget: Budget, output: str) -> tuple[tuple, Stats]:
     from_parent, to_child = _CONTEXT.Pipe(duplex=False)
     from engine.imaging.child import serve  # the child module is also the preload
 
-    process = _Process(target=serve, args=(from_parent, send, budget, output))
+    process = _process_class(target=serve, args=(from_parent, send, budget, output))
     process.daemon = True
     process.start()
     send.close()

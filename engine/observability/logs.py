@@ -59,7 +59,7 @@ class RedactingFilter(logging.Filter):
     """Scrubs message, args, exception and stack text, and string fields of a record in place.
 
     Attached to the root handler, it sees records of every propagating logger (httpx, telegram,
-    arq); handlers after it therefore also get the clean record."""
+    redis); handlers after it therefore also get the clean record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:

@@ -3,7 +3,7 @@
 Three mappings that used to be spelled out per backend live here, so the embedded and the Redis
 queue cannot drift apart:
 
-- how a painter run ended -> `Outcome` (state, result, reason code), including why it was
+- how a painter run ended -> `JobOutcome` (state, result, reason code), including why it was
   interrupted (the user, a shutdown, the job timeout): `run_painter`, `run_batch` (each job of a
   batch ends on its own) and `settle`;
 - an outcome -> the terminal `JobEvent` followers hear (`done` always carries the result);
@@ -25,8 +25,8 @@ from engine.observability.logs import log_event
 from engine.queue.seam import (
     BatchItem,
     BatchPainter,
-    Job,
     JobEvent,
+    JobRecord,
     JobRequest,
     JobState,
     Painter,
@@ -44,7 +44,9 @@ Interruption = Literal["user", "shutdown", "timeout"] | None
 
 
 @dataclass(frozen=True)
-class Outcome:
+class JobOutcome:
+    """How one painter run of a job ended, as the queue records it."""
+
     state: JobState
     result: bytes | None = None
     reason: str | None = None  # failed: the reason code the bot phrases
@@ -56,16 +58,16 @@ def run_painter(
     progress: ProgressCallback,
     cancel: threading.Event,
     job_id: str,
-) -> Outcome:
+) -> JobOutcome:
     """Run a painter and say how it ended. User errors carry their `code`; every failure is
     logged here, with the job id, the reason code and the cause, so a worker never fails quietly."""
     try:
-        return Outcome(JobState.DONE, result=painter(request, progress, cancel))
+        return JobOutcome(JobState.DONE, result=painter(request, progress, cancel))
     except Exception as exc:
         return outcome_of(job_id, exc)
 
 
-def run_batch(painter: Painter, jobs: Sequence[tuple[str, BatchItem]]) -> list[Outcome]:
+def run_batch(painter: Painter, jobs: Sequence[tuple[str, BatchItem]]) -> list[JobOutcome]:
     """Run a batch of (job id, item) and say how each job ended, in order. One job is painted by
     a plain call, exactly as `run_painter`; several go to the BatchPainter's `paint_batch` in one
     call, and each job's own result or exception becomes its own outcome (a job that fails, fails
@@ -85,20 +87,20 @@ def run_batch(painter: Painter, jobs: Sequence[tuple[str, BatchItem]]) -> list[O
         elif isinstance(result, BaseException):  # KeyboardInterrupt and kin are not a job's
             raise result
         else:
-            outcomes.append(Outcome(JobState.DONE, result=result))
+            outcomes.append(JobOutcome(JobState.DONE, result=result))
     return outcomes
 
 
-def outcome_of(job_id: str, exc: Exception) -> Outcome:
+def outcome_of(job_id: str, exc: Exception) -> JobOutcome:
     """How a job that raised `exc` ended, logged unless the user cancelled it."""
     if isinstance(exc, Cancelled):
-        return Outcome(JobState.CANCELLED)
+        return JobOutcome(JobState.CANCELLED)
     if isinstance(exc, OrsayError):
         reason = getattr(exc, "code", None) or PAINTER_ERROR
         log_failure(job_id, reason, f"{type(exc).__name__}: {exc}")
-        return Outcome(JobState.FAILED, reason=reason)
+        return JobOutcome(JobState.FAILED, reason=reason)
     log_failure(job_id, PAINTER_ERROR, f"{type(exc).__name__}: {exc}", trace=exc)
-    return Outcome(JobState.FAILED, reason=PAINTER_ERROR)
+    return JobOutcome(JobState.FAILED, reason=PAINTER_ERROR)
 
 
 def log_failure(
@@ -114,14 +116,14 @@ def log_failure(
     log_event(log, "job.failed", level=level, **fields)
 
 
-def settle(outcome: Outcome, interrupted: Interruption) -> Outcome | None:
+def settle(outcome: JobOutcome, interrupted: Interruption) -> JobOutcome | None:
     """What a run that the worker may have interrupted amounts to; None: hand the job back to
     the line without counting the try (a shutdown stopped it, not the job's fault)."""
     if outcome.state != JobState.CANCELLED or interrupted in (None, "user"):
         return outcome
     if interrupted == "shutdown":
         return None
-    return Outcome(JobState.FAILED, reason=TIMEOUT)
+    return JobOutcome(JobState.FAILED, reason=TIMEOUT)
 
 
 def stamp(event: JobEvent, job_id: str, started: float) -> JobEvent:
@@ -149,7 +151,7 @@ def terminal_event(
 
 
 def replay(
-    job: Job,
+    job: JobRecord,
     *,
     position: int | None,
     eta_s: float | None,

@@ -7,7 +7,7 @@ Content containing `fail_marker` raises a typed engine error (a user error, not 
 `error_marker` raises a plain exception (a painter bug); `crash_marker` SIGKILLs the whole process,
 which is how the crash tests simulate a worker dying mid-job. Content containing `oom_marker`
 makes it report what the engine reports when it falls back to a smaller size after running out
-of memory, through the same converter (engine.queue.painter.job_event) as the real painter.
+of memory, through the same converter (engine.queue.engine_painter.job_event) as the real painter.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from PIL import Image
 
 from engine.errors import Cancelled, CorruptImage
 from engine.options import ProgressEvent
-from engine.queue.painter import job_event
+from engine.queue.engine_painter import job_event
 from engine.queue.seam import JobRequest, ProgressCallback
 
-OOM_MESSAGE = "CPU out of memory: retrying at {size} px"  # the engine's words (engine/painter.py)
+# the engine's words (engine/style_transfer.py)
+OOM_MESSAGE = "CPU out of memory: retrying at {size} px"
 
 
 def solid_jpeg(rgb: tuple[int, int, int], size: int) -> bytes:

@@ -16,7 +16,7 @@ import bot.follow as follow
 from bot.follow import Follower
 from bot.store import Store
 from bot.texts import t
-from engine.queue import Job, JobEvent, JobRequest, JobState, QueueUnavailable
+from engine.queue import JobEvent, JobRecord, JobRequest, JobState, QueueUnavailable
 
 
 class SlowBot:
@@ -44,12 +44,12 @@ class FlakyQueue:
     """One job; `events()` raises QueueUnavailable while `down`, then finishes the job."""
 
     def __init__(self, result_after_s: float = 0.0) -> None:
-        self.job = Job("j1", JobRequest(1, 1, b"", []), JobState.RUNNING, time.time())
+        self.job = JobRecord("j1", JobRequest(1, 1, b"", []), JobState.RUNNING, time.time())
         self.down = False
         self.result_after_s = result_after_s
         self.acknowledged: list[str] = []
 
-    async def get(self, job_id: str) -> Job | None:
+    async def get(self, job_id: str) -> JobRecord | None:
         if self.down:
             raise QueueUnavailable("down")
         return self.job

@@ -15,7 +15,7 @@ from tests.doubles.fake_telegram import FakeTelegram
 async def test_real_engine_journey(
     telegram: FakeTelegram, start_bot: BotFactory, shared_dir: Path, random_weights: Path
 ) -> None:
-    from engine.queue.painter import make_engine_painter
+    from engine.queue.engine_painter import make_engine_painter
 
     painter = make_engine_painter(
         "vgg19", str(random_weights), "cpu", max_size=64, gallery=shared_dir / "artworks"

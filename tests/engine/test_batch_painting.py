@@ -1,5 +1,5 @@
-"""engine.painter.stylize_batch: a job painted in a batch paints what it paints alone, hears only
-its own events, and can be cancelled without stopping the others."""
+"""engine.style_transfer.stylize_batch: a job painted in a batch paints what it paints alone, hears
+only its own events, and can be cancelled without stopping the others."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from PIL import Image, ImageOps
 
 from engine.errors import Cancelled
 from engine.options import BatchJob, ProgressEvent, StyleInput, StylizeOptions
-from engine.painter import stylize, stylize_batch
+from engine.style_transfer import stylize, stylize_batch
 
 STEPS = 24
 SIDE = 48

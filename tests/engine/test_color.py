@@ -7,7 +7,7 @@ from PIL import Image
 
 from engine import color
 from engine.options import StyleInput, StylizeOptions
-from engine.painter import _to_tensor, stylize
+from engine.style_transfer import _to_tensor, stylize
 
 
 def test_yiq_round_trip() -> None:

@@ -125,7 +125,7 @@ def test_import_touches_no_network() -> None:
         "import socket\n"
         "def refuse(*a, **k): raise RuntimeError('network at import')\n"
         "socket.socket.connect = refuse; socket.getaddrinfo = refuse\n"
-        "import engine.model, engine.painter, engine.style_cache\n"
+        "import engine.model, engine.style_transfer, engine.style_cache\n"
         "print('ok')\n"
     )
     root = Path(__file__).resolve().parents[2]

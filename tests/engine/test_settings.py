@@ -13,8 +13,11 @@ import pytest
 
 from engine import presets
 from engine.options import Quality
+from engine.queue.limits import QueueLimits
+from engine.queue.redis_backend.keys import MAX_RANK
 from engine.settings import (
     CUDA_BATCH,
+    MAX_JOBS_PER_USER,
     ConfigError,
     Settings,
     default_batch,
@@ -48,6 +51,8 @@ WRITTEN = {
     "ORSAY_JOB_TIMEOUT": "600",
     "ORSAY_PAINTER": "stub",
     "ORSAY_BATCH": "8",
+    "ORSAY_JOBS_PER_USER": "3",
+    "ORSAY_MAX_QUEUE": "500",
 }
 SEEN = {
     "api_url": "http://127.0.0.1:8081",
@@ -70,6 +75,8 @@ SEEN = {
     "job_timeout_s": 600.0,
     "painter": "stub",
     "batch": 8,
+    "jobs_per_user": 3,
+    "max_queue": 500,
 }
 
 
@@ -151,12 +158,22 @@ def test_an_explicit_mapping_ignores_the_process_environment(
         ("ORSAY_LOG_LEVEL", "loud", "ORSAY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR"),
         ("ORSAY_QUEUE", "postgres://db", "ORSAY_QUEUE must be sqlite:///path or redis://"),
         ("ORSAY_MODEL", "resnet", "ORSAY_MODEL"),
+        ("ORSAY_DEVICE", "gpu", "ORSAY_DEVICE: expected auto, cpu, cuda, cuda:N or mps, not 'gpu'"),
+        ("ORSAY_JOBS_PER_USER", "0", "ORSAY_JOBS_PER_USER must be between 1 and 100, not 0"),
+        ("ORSAY_MAX_QUEUE", "lots", "ORSAY_MAX_QUEUE must be a whole number, not 'lots'"),
         ("TELEGRAM_BOT_TOKEN", "no colon", "TELEGRAM_BOT_TOKEN does not look like a bot token"),
     ],
 )
 def test_bad_values_name_their_variable(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_settings({name: value})
+
+
+def test_the_queue_limits_are_settings() -> None:
+    assert load_settings({}).queue_limits == QueueLimits(per_user=2, max_queue=100)
+    assert load_settings(WRITTEN).queue_limits == QueueLimits(per_user=3, max_queue=500)
+    # the Redis line ranks a user's waiting jobs up to MAX_RANK (engine/queue/redis_backend)
+    assert MAX_JOBS_PER_USER <= MAX_RANK
 
 
 def test_the_token_never_shows() -> None:
@@ -189,8 +206,10 @@ def test_presets_are_one_consistent_table() -> None:
     assert presets.DEFAULT_STRENGTH in presets.STRENGTH_LEVELS
     sizes = [presets.size_for(q, 4096) for q in presets.QUALITIES]
     assert sizes == sorted(sizes) and presets.size_for("high", 300) == 300
-    assert presets.size_for("unknown", 4096) == presets.QUALITY_SIZES[presets.DEFAULT_QUALITY]
-    assert presets.strength_value("unknown") == presets.STRENGTHS[presets.DEFAULT_STRENGTH]
+    with pytest.raises(presets.UnknownPreset, match="unknown quality 'unknown': expected one of"):
+        presets.size_for("unknown", 4096)
+    with pytest.raises(presets.UnknownPreset, match=r"unknown strength 'unknown'.*gentle"):
+        presets.strength_value("unknown")
 
 
 # --- house rules, checked on the source ------------------------------------------------------

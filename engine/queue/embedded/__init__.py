@@ -1,6 +1,7 @@
 """Embedded backend: one SQLite file in the data dir plus one painter thread in the bot process.
 
     store.py   the jobs table (SQLite DAO)
+    schema.py  its tables as numbered migrations (PRAGMA user_version)
     lockfile.py  the lock file: one process owns the SQLite file
     events.py  pub/sub with replay, place-in-line updates
     worker.py  the painter thread
@@ -21,13 +22,13 @@ from typing import Any, TypeVar
 from engine.observability import metrics
 from engine.queue.embedded.events import EventHub
 from engine.queue.embedded.lockfile import LockFile
-from engine.queue.embedded.store import Store
+from engine.queue.embedded.store import SqliteJobStore
 from engine.queue.embedded.worker import PainterThread
 from engine.queue.limits import QueueLimits
 from engine.queue.policy import RunTimes
 from engine.queue.seam import (
-    Job,
     JobEvent,
+    JobRecord,
     JobRequest,
     JobState,
     Painter,
@@ -60,7 +61,7 @@ class SqliteQueue:
         self.run_times = RunTimes()
         self._lock = LockFile(Path(f"{self.path}.lock"))
         self._db: ThreadPoolExecutor | None = None
-        self._store: Store | None = None  # used only on the executor thread
+        self._store: SqliteJobStore | None = None  # used only on the executor thread
         self._loop: asyncio.AbstractEventLoop | None = None
         self.hub = EventHub(self._order, self.get, lambda: self.run_times)
         self._painter: PainterThread | None = None
@@ -72,7 +73,7 @@ class SqliteQueue:
         self.hub.bind(self._loop)
 
         def open_store() -> list[float]:
-            self._store = Store(self.path, self.limits, self.retention_s)
+            self._store = SqliteJobStore(self.path, self.limits, self.retention_s)
             return self._store.recover()
 
         self.run_times = RunTimes(await self._run(open_store))
@@ -104,7 +105,7 @@ class SqliteQueue:
             raise QueueUnavailable("the queue is not started")
         return await self._loop.run_in_executor(self._db, fn, *args)
 
-    def _s(self) -> Store:
+    def _s(self) -> SqliteJobStore:
         assert self._store is not None  # on the executor thread, between start and close
         return self._store
 
@@ -141,13 +142,13 @@ class SqliteQueue:
     def events(self, job_id: str) -> AsyncIterator[JobEvent]:
         return self.hub.follow(job_id)
 
-    async def get(self, job_id: str) -> Job | None:
+    async def get(self, job_id: str) -> JobRecord | None:
         return await self._run(lambda: self._s().get(job_id))
 
-    async def active_jobs(self, user_id: int) -> list[Job]:
+    async def active_jobs(self, user_id: int) -> list[JobRecord]:
         return await self._run(lambda: self._s().active_jobs(user_id))
 
-    async def undelivered(self) -> list[Job]:
+    async def undelivered(self) -> list[JobRecord]:
         return await self._run(lambda: self._s().undelivered())
 
     async def acknowledge(self, job_id: str) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from engine.queue.lifecycle import replay
 from engine.queue.policy import RunTimes, eta_s
-from engine.queue.seam import Job, JobEvent, JobState
+from engine.queue.seam import JobEvent, JobRecord, JobState
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class EventHub:
     def __init__(
         self,
         order: Callable[[], Awaitable[list[str]]],
-        get: Callable[[str], Awaitable[Job | None]],
+        get: Callable[[str], Awaitable[JobRecord | None]],
         run_times: Callable[[], RunTimes],
     ) -> None:
         self._order, self._get, self._run_times = order, get, run_times

@@ -1,11 +1,11 @@
 """The embedded queue's records: one SQLite file.
 
-Why SQLite in WAL mode: no server to install, and it survives a kill -9 (a committed job is on
-disk; `synchronous=NORMAL` only risks the last commits on power loss, not on a process crash).
-A `Store` wraps one connection and is used by one thread only (the façade's executor thread, or
-the painter thread with its own). The lock file (lockfile.py) makes sure only one live process
-owns the file, which is what lets `recover()` treat every RUNNING job it finds as orphaned by a
-dead process.
+Why SQLite in WAL mode: no server to install, and it survives a kill -9 (a committed job is on disk;
+`synchronous=NORMAL` only risks the last commits on power loss, not on a process crash). A
+`SqliteJobStore` wraps one connection and is used by one thread only (the façade's executor thread,
+or the painter thread with its own). The lock file (lockfile.py) makes sure only one live process
+owns the file, which is what lets `recover()` treat every RUNNING job it finds as orphaned by a dead
+process.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from engine.observability import metrics
 from engine.queue import blobs
 from engine.queue.batches import Picker
 from engine.queue.codec import decode_request, encode_request, strip_request
-from engine.queue.lifecycle import WORKER_DIED, Outcome
+from engine.queue.embedded import schema
+from engine.queue.lifecycle import WORKER_DIED, JobOutcome
 from engine.queue.limits import QueueLimits
 from engine.queue.policy import fair_order
 from engine.queue.seam import (
     TERMINAL_STATES,
-    Job,
+    JobRecord,
     JobRequest,
     JobState,
     QueueFull,
@@ -38,35 +39,6 @@ from engine.queue.seam import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    user_id INTEGER NOT NULL,
-    chat_id INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    error TEXT,
-    request BLOB,               -- full request with pictures; NULL once purged
-    summary BLOB NOT NULL,      -- the request without pictures, kept for the record
-    result BLOB,
-    delivered INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, seq);
-CREATE INDEX IF NOT EXISTS jobs_user ON jobs (user_id, state);
-CREATE INDEX IF NOT EXISTS jobs_delivered ON jobs (delivered);
--- gallery paintings, stored once however many jobs need them (engine.queue.blobs)
-CREATE TABLE IF NOT EXISTS blobs (sha256 TEXT PRIMARY KEY, data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS job_blobs (
-    job_id TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    PRIMARY KEY (job_id, sha256)
-);
-CREATE INDEX IF NOT EXISTS job_blobs_sha ON job_blobs (sha256);
-"""
 # A blob lives while a job that still holds its pictures (request not NULL) refers to it.
 DROP_BLOBS = (
     "DELETE FROM job_blobs WHERE job_id NOT IN (SELECT id FROM jobs WHERE request IS NOT NULL)",
@@ -101,9 +73,9 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
-def _job_from_row(row: tuple[Any, ...]) -> Job:
+def _job_from_row(row: tuple[Any, ...]) -> JobRecord:
     (job_id, state, created, started, finished, attempts, error, request, summary, result) = row
-    return Job(
+    return JobRecord(
         id=job_id,
         request=decode_request(request if request is not None else summary),
         state=JobState(state),
@@ -116,8 +88,9 @@ def _job_from_row(row: tuple[Any, ...]) -> Job:
     )
 
 
-class Store:
-    """The jobs table through one connection. Every method is one short transaction or query."""
+class SqliteJobStore:
+    """The embedded queue's jobs table through one connection. Every method is one short
+    transaction or query."""
 
     def __init__(self, path: Path, limits: QueueLimits, retention_s: float = 0.0) -> None:
         self.conn = connect(path)
@@ -131,11 +104,12 @@ class Store:
     # -- the bot's side ----------------------------------------------------------------------
 
     def recover(self) -> list[float]:
-        """Create the table, and hand back jobs orphaned by a dead process: RUNNING means the
-        process died mid-job, so the job goes back in line, or fails as `worker_died` once it has
-        used all its attempts. Returns the recent run times, oldest first, for the ETA."""
+        """Bring the tables up to date (schema.migrate), and hand back jobs orphaned by a dead
+        process: RUNNING means the process died mid-job, so the job goes back in line, or fails as
+        `worker_died` once it has used all its attempts. Returns the recent run times, oldest
+        first, for the ETA."""
         conn = self.conn
-        conn.executescript(SCHEMA)
+        schema.migrate(conn)
         now = time.time()
         with transaction(conn):
             failed = conn.execute(
@@ -208,20 +182,20 @@ class Store:
             row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else JobState(row[0])
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str) -> JobRecord | None:
         row = self.conn.execute(
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
         ).fetchone()
         return None if row is None else _job_from_row(row)
 
-    def jobs(self, where: str, params: tuple[Any, ...]) -> list[Job]:
+    def jobs(self, where: str, params: tuple[Any, ...]) -> list[JobRecord]:
         rows = self.conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where}", params)
         return [_job_from_row(row) for row in rows.fetchall()]
 
-    def active_jobs(self, user_id: int) -> list[Job]:
+    def active_jobs(self, user_id: int) -> list[JobRecord]:
         return self.jobs("user_id = ? AND state IN (?, ?) ORDER BY seq", (user_id, *ACTIVE))
 
-    def undelivered(self) -> list[Job]:
+    def undelivered(self) -> list[JobRecord]:
         return self.jobs("delivered = 0 ORDER BY seq", ())
 
     def acknowledge(self, job_id: str) -> None:
@@ -370,7 +344,7 @@ class Store:
         )
         self.update_gauges()
 
-    def finish(self, job_id: str, outcome: Outcome, finished: float) -> bool:
+    def finish(self, job_id: str, outcome: JobOutcome, finished: float) -> bool:
         """Record how the job ended; False if it was no longer running (forgotten meanwhile)."""
         changed = self.conn.execute(
             "UPDATE jobs SET state = ?, finished_at = ?, result = ?, error = ?"

@@ -19,11 +19,11 @@ from pathlib import Path
 from engine.observability import metrics
 from engine.queue.batches import Picker
 from engine.queue.embedded.events import EventHub
-from engine.queue.embedded.store import Claimed, Store
+from engine.queue.embedded.store import Claimed, SqliteJobStore
 from engine.queue.lifecycle import (
     TIMEOUT,
     Interruption,
-    Outcome,
+    JobOutcome,
     log_failure,
     run_batch,
     settle,
@@ -97,7 +97,7 @@ class PainterThread:
     # -- the thread --------------------------------------------------------------------------
 
     def _work(self) -> None:
-        store = Store(self.path, self.limits)
+        store = SqliteJobStore(self.path, self.limits)
         try:
             while not self._stopping.is_set():
                 self._wake.clear()
@@ -111,7 +111,7 @@ class PainterThread:
         finally:
             store.close()
 
-    def _claim(self, store: Store) -> list[Claimed]:
+    def _claim(self, store: SqliteJobStore) -> list[Claimed]:
         with self._lock:  # registered before the claim commits: interrupt() always finds them
             claimed = store.claim(self.picker)
             for job_id, *_ in claimed:
@@ -123,7 +123,7 @@ class PainterThread:
             self.hub.line_moved()
         return claimed
 
-    def _paint(self, store: Store, claimed: list[Claimed]) -> None:
+    def _paint(self, store: SqliteJobStore, claimed: list[Claimed]) -> None:
         """Paint the claimed jobs in one painter call; each has its own cancel flag, timeout
         and outcome."""
         jobs: list[tuple[str, BatchItem]] = []
@@ -151,7 +151,7 @@ class PainterThread:
 
         return progress
 
-    def _record(self, store: Store, job_id: str, started: float, ran: Outcome) -> None:
+    def _record(self, store: SqliteJobStore, job_id: str, started: float, ran: JobOutcome) -> None:
         with self._lock:
             self._cancels.pop(job_id, None)
             why = self._why.pop(job_id, None)

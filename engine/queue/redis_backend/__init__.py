@@ -1,16 +1,19 @@
 """Redis backend: the bot submits and follows jobs; `orsay worker` processes paint them.
 
     keys.py     every key name and what it holds (one source of truth for the line: orsay:queued)
-    scripts.py  the Lua scripts for each atomic change
+    scripts.py  the Lua scripts for each atomic change (lua/*.lua), as Redis runs them
     store.py    the client, its failure modes, job records
     events.py   following a job: replay, then its stream, reconnecting by itself
     worker.py   the worker loop: claim with a lease, paint, finish; reaping dead workers' jobs
     here        `RedisQueue`, the bot's `JobQueue` façade
 
-When Redis is down every call raises `QueueUnavailable` within about a second (short connect
-timeout, no retry loop), so the bot can answer "temporarily unavailable" at once; `events()` is
-the exception: it waits and reconnects by itself, and resumes the job's stream where it stopped,
-so nothing is missed. Whatever was accepted lives in Redis (run it with appendonly).
+When Redis is down every call raises `QueueUnavailable` instead of retrying, so the bot can
+answer "temporarily unavailable": at once when the connection is refused, within the 1 s connect
+timeout when Redis does not answer it, and within 5 s when Redis stops answering on an open
+connection (the socket timeout, BLOCK_MS + 3 s so a follower's blocking read fits in it) or
+every connection is busy (the pool's wait; store.connect). `events()` is the exception: it waits
+and reconnects by itself, and resumes the job's stream where it stopped, so nothing is missed.
+Whatever was accepted lives in Redis (run it with appendonly).
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ from engine.queue.redis_backend.store import (
 )
 from engine.queue.seam import (
     TERMINAL_STATES,
-    Job,
     JobEvent,
+    JobRecord,
     JobRequest,
     JobState,
     QueueFull,
@@ -153,12 +156,12 @@ class RedisQueue:
     def events(self, job_id: str) -> AsyncIterator[JobEvent]:
         return follow(self, job_id)
 
-    async def get(self, job_id: str) -> Job | None:
+    async def get(self, job_id: str) -> JobRecord | None:
         with unavailable_on_error():
             h = await self.redis.hgetall(k.job_key(job_id))
         return job_from_hash(h) if h else None
 
-    async def _jobs(self, ids: list[bytes] | set[bytes]) -> list[Job]:
+    async def _jobs(self, ids: list[bytes] | set[bytes]) -> list[JobRecord]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hgetall(k.job_key(text(job_id) or ""))
@@ -166,11 +169,11 @@ class RedisQueue:
         jobs = [job_from_hash(h) for h in hashes if h]
         return sorted(jobs, key=lambda job: job.created_at)
 
-    async def active_jobs(self, user_id: int) -> list[Job]:
+    async def active_jobs(self, user_id: int) -> list[JobRecord]:
         with unavailable_on_error():
             return await self._jobs(await self.redis.smembers(k.active_key(user_id)))
 
-    async def undelivered(self) -> list[Job]:
+    async def undelivered(self) -> list[JobRecord]:
         with unavailable_on_error():
             return await self._jobs(await self.redis.smembers(k.UNDELIVERED))
 

@@ -20,9 +20,11 @@ is ours, and nothing of ours is anybody else's: the waiting line has one source 
                                   while the job keeps its pictures). Blob and refs expire with
                                   the last deadline and are deleted with the last reference.
 
-Fair order: a job's score is `submit_ms - (MAX_RANK - rank) * RANK_SPAN_MS`, rank being its place
-among its user's waiting jobs, so every user's first waiting job sorts before anybody's second
-one. When a job leaves the line its user's later jobs move up one rank.
+Fair order is engine.queue.policy.fair_order's rule, kept by the scores of orsay:queued: a job's
+score is `submit_ms - (MAX_RANK - rank) * RANK_SPAN_MS`, rank being its place among its user's
+waiting jobs in submit order, so every user's first waiting job sorts before anybody's second one.
+When a job leaves the line its user's later jobs move up one rank; when one comes back (handed
+back by a worker) it takes its place in submit order again (lua/line.lua).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ BLOB_PREFIX = PREFIX + "blob:"
 BLOB_REFS_PREFIX = PREFIX + "blobrefs:"
 
 RANK_SPAN_MS = 10_000_000_000  # ~115 days: ranks never mix for jobs submitted within that span
-MAX_RANK = 100
+MAX_RANK = 100  # waiting jobs one user may have (ORSAY_JOBS_PER_USER is capped at it)
 EVENTS_MAXLEN = 200  # per job stream, approximate
 LINE_MAXLEN = 10
 RECENT = 20  # run times kept
@@ -87,6 +89,16 @@ def blob_key(sha256: str) -> str:
 
 def blob_refs_key(sha256: str) -> str:
     return BLOB_REFS_PREFIX + sha256
+
+
+# KEYS that CLAIM and CLAIM_MORE begin with (lua/take.lua)
+LINE_KEYS = (QUEUED, RUNNING, LINE, WAITS)
+
+
+def job_keys(job_id: str, user_id: int | str) -> list[str]:
+    """KEYS of one job for CLAIM and CLAIM_MORE: its record, its user's active jobs, its lease and
+    its events."""
+    return [job_key(job_id), active_key(user_id), lease_key(job_id), events_key(job_id)]
 
 
 def blob_keys(shas: list[str]) -> list[str]:

@@ -1,5 +1,5 @@
 """Talking to Redis for both sides of the Redis backend: the client, its failure modes, and the
-job record (a hash, keys.py) read back as a `Job`."""
+job record (a hash, keys.py) read back as a `JobRecord`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from engine.queue.codec import decode_request
 from engine.queue.policy import RunTimes
 from engine.queue.redis_backend import keys as k
-from engine.queue.seam import Job, JobState, QueueUnavailable
+from engine.queue.seam import JobRecord, JobState, QueueUnavailable
 
 DOWN_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 BLOCK_MS = 2000  # longest a follower blocks in XREAD; the socket timeout allows for it
@@ -64,9 +64,9 @@ def number(value: bytes | str | None) -> float | None:
     return float(value) if value not in (None, "") else None
 
 
-def job_from_hash(h: dict[bytes, bytes]) -> Job:
+def job_from_hash(h: dict[bytes, bytes]) -> JobRecord:
     request = h.get(b"request") or h[b"summary"]
-    return Job(
+    return JobRecord(
         id=text(h[b"id"]) or "",
         request=decode_request(request),
         state=JobState(h[b"state"].decode()),

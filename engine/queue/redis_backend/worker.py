@@ -1,11 +1,12 @@
 """Redis backend, worker side: the loop of `orsay worker`, which takes jobs and paints them.
 
-CLAIM takes the head of the fair line and gives this worker a lease (`orsay:lease:<id>`,
-`lease_s` long) that it renews while it paints. With a BatchPainter, CLAIM_MORE then takes up to
-`batch - 1` compatible jobs from the next places in line (engine.queue.batches), each with its
-own lease, and one painter call paints them all; with a plain Painter (or ORSAY_BATCH=1) it is
-one job at a time. A worker that dies stops renewing; any live worker's reaper then hands each of
-its jobs back to the line (that job's try counted), or fails it as `worker_died` once it has used
+CLAIM takes the head of the fair line (if it still is the head: the worker reads it first, to
+give the script its keys) and gives this worker a lease (`orsay:lease:<id>`, `lease_s` long) that
+it renews while it paints. With a BatchPainter, CLAIM_MORE then takes up to `batch - 1`
+compatible jobs from the next places in line (engine.queue.batches), each with its own lease, and
+one painter call paints them all; with a plain Painter (or ORSAY_BATCH=1) it is one job at a
+time. A worker that dies stops renewing; any live worker's reaper then hands each of its jobs
+back to the line (that job's try counted), or fails it as `worker_died` once it has used
 `max_attempts` tries. Each try is fenced by its attempt number, so a worker that lost its lease
 cannot overwrite a later try's outcome.
 
@@ -36,7 +37,7 @@ from engine.queue.lifecycle import (
     TIMEOUT,
     WORKER_DIED,
     Interruption,
-    Outcome,
+    JobOutcome,
     log_failure,
     run_batch,
     settle,
@@ -51,6 +52,7 @@ from engine.queue.seam import BatchItem, JobEvent, JobRequest, JobState, Painter
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 5.0
+CLAIM_TRIES = 5  # looks at the head per round, when other workers keep taking it first
 BACKOFF_S = (1.0, 30.0)  # waiting for Redis: first delay, longest
 
 
@@ -139,37 +141,53 @@ class RedisWorker:
         the waiting jobs the picker chooses to paint with it; [] when nobody waits."""
         now = time.time()
         args = [now, int(self.config.lease_s * 1000), self.config.name]
-        keys = [k.QUEUED, k.RUNNING, k.LINE, k.WAITS]
-        claimed = await self._scripts["CLAIM"](keys=keys, args=args)
+        claimed = await self._claim_head(args)
         if not claimed:
             return []
         head = _Running(text(claimed[0]) or "", int(claimed[1]), now, float(claimed[2]))
-        more = await self._companions(head) if head.attempts == 1 else []
+        more = await self._companions(head) if head.attempts == 1 else {}
         if not more:
             return [head]
+        keys = [*k.LINE_KEYS, *(key for i, user in more.items() for key in k.job_keys(i, user))]
         taken = await self._scripts["CLAIM_MORE"](keys=keys, args=[*args, len(more), *more])
         return [head] + [_Running(text(t[0]) or "", int(t[1]), now, float(t[2])) for t in taken]
 
-    async def _companions(self, head: _Running) -> list[str]:
-        """Ids of waiting jobs in the head's bucket, in fair order (engine.queue.batches); each
-        job's request is read once for its bucket, which the picker then remembers."""
+    async def _claim_head(self, args: list[Any]) -> Any:
+        """CLAIM's reply for the head of the line as read just now; the script takes it only if
+        it still is the head, so the head is read again when another worker was quicker."""
+        for _ in range(CLAIM_TRIES):
+            head = await self.redis.zrange(k.QUEUED, 0, 0)
+            if not head:
+                return None
+            job_id = text(head[0]) or ""
+            user = text(await self.redis.hget(k.job_key(job_id), "user_id")) or ""
+            keys = [*k.LINE_KEYS, *k.job_keys(job_id, user)]
+            claimed = await self._scripts["CLAIM"](keys=keys, args=[job_id, *args])
+            if claimed:
+                return claimed
+        return None
+
+    async def _companions(self, head: _Running) -> dict[str, str]:
+        """Waiting jobs in the head's bucket, in fair order (engine.queue.batches), with their
+        users; each job's request is read once for its bucket, which the picker then remembers."""
         picker = self.picker
         if not picker.lookahead:
-            return []
+            return {}
         line = [text(i) or "" for i in await self.redis.zrange(k.QUEUED, 0, picker.lookahead - 1)]
         unknown = [i for i in [head.job_id, *line] if not picker.known(i)]
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in unknown:
                 pipe.hget(k.job_key(job_id), "request")
             for job_id in line:
-                pipe.hget(k.job_key(job_id), "attempts")
+                pipe.hmget(k.job_key(job_id), ["attempts", "user_id"])
             replies = await pipe.execute()
         for job_id, request_b in zip(unknown, replies[: len(unknown)], strict=True):
             if request_b is not None:
                 picker.key(job_id, decode_request(request_b))
-        tries = replies[len(unknown) :]
-        first = [(i, t is not None and int(t) == 0) for i, t in zip(line, tries, strict=True)]
-        return picker.companions(picker.key(head.job_id), first)
+        records = dict(zip(line, replies[len(unknown) :], strict=True))
+        first = [(i, tries is not None and int(tries) == 0) for i, (tries, _) in records.items()]
+        chosen = picker.companions(picker.key(head.job_id), first)
+        return {i: text(records[i][1]) or "" for i in chosen}
 
     async def _paint(self, jobs: list[_Running]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -191,7 +209,7 @@ class RedisWorker:
             metrics.RUNNING_JOBS.dec(len(ready))
         for (job, user_id, _), outcome in zip(ready, outcomes, strict=True):
             if outcome is None:
-                await self._requeue(job.job_id, job.attempts, give_back=True)
+                await self._requeue(job.job_id, user_id, job.attempts, give_back=True)
                 log.info("job %s handed back to the queue on shutdown", job.job_id)
                 continue
             if job.why == "timeout":
@@ -206,7 +224,9 @@ class RedisWorker:
         found = await self.redis.mget([k.blob_key(sha) for sha in shas]) if shas else []
         return blobs.join(request, dict(zip(shas, found, strict=True)))
 
-    async def _run_painter(self, jobs: list[tuple[_Running, JobRequest]]) -> list[Outcome | None]:
+    async def _run_painter(
+        self, jobs: list[tuple[_Running, JobRequest]]
+    ) -> list[JobOutcome | None]:
         """Paint the jobs in one painter call, each with its own event writer and its own
         watcher (lease, cancel, timeout, shutdown); each outcome as lifecycle.settle says."""
         loop = asyncio.get_running_loop()
@@ -274,7 +294,7 @@ class RedisWorker:
         self,
         job_id: str,
         user_id: str,
-        outcome: Outcome,
+        outcome: JobOutcome,
         *,
         attempts: int,
         job: _Running | None = None,
@@ -321,11 +341,18 @@ class RedisWorker:
                 delay = min(delay * 2, 5.0)
 
     async def _requeue(
-        self, job_id: str, attempts: int, *, give_back: bool, expired_only: bool = False
+        self,
+        job_id: str,
+        user_id: str,
+        attempts: int,
+        *,
+        give_back: bool,
+        expired_only: bool = False,
     ) -> bool:
+        keys = [k.job_key(job_id), k.QUEUED, k.RUNNING, k.LINE, k.lease_key(job_id)]
         return bool(
             await self._scripts["REQUEUE"](
-                keys=[k.job_key(job_id), k.QUEUED, k.RUNNING, k.LINE, k.lease_key(job_id)],
+                keys=[*keys, k.active_key(user_id)],
                 args=[job_id, attempts, int(give_back), int(expired_only)],
             )
         )
@@ -355,13 +382,12 @@ class RedisWorker:
             if attempts_b is None:  # the record is gone: nothing to paint
                 await self.redis.srem(k.RUNNING, job_id)
                 continue
-            attempts = int(attempts_b)
+            attempts, user = int(attempts_b), text(user_b) or ""
             if attempts >= self.config.limits.max_attempts:
                 log_failure(job_id, WORKER_DIED, f"its worker died {attempts} times")
-                outcome = Outcome(JobState.FAILED, reason=WORKER_DIED)
-                user = text(user_b) or ""
+                outcome = JobOutcome(JobState.FAILED, reason=WORKER_DIED)
                 await self._finish(job_id, user, outcome, attempts=attempts, expired_only=True)
-            elif await self._requeue(job_id, attempts, give_back=False, expired_only=True):
+            elif await self._requeue(job_id, user, attempts, give_back=False, expired_only=True):
                 log.warning("job %s: its worker died (try %d); back in line", job_id, attempts)
 
     async def _heartbeat(self) -> None:

@@ -15,7 +15,7 @@ from PIL import Image
 from engine.errors import OrsayError
 from engine.queue import JobQueue, JobRequest, StyleChoice
 from engine.queue.embedded import SqliteQueue
-from engine.queue.painter import style_input
+from engine.queue.engine_painter import style_input
 from engine.queue.redis_backend import RedisQueue
 from engine.queue.redis_backend import keys as k
 from engine.queue.seam import ProgressCallback

@@ -21,7 +21,7 @@ from engine.queue import (
     StyleChoice,
     open_queue,
 )
-from engine.queue.painter import make_engine_painter
+from engine.queue.engine_painter import make_engine_painter
 from engine.queue.redis_backend.worker import WorkerConfig, start_worker_task
 from tests.doubles.queue_helpers import QueueFactory, RedisServer, redis_available
 
@@ -92,16 +92,16 @@ async def test_real_painter_paints_compatible_jobs_in_one_batch(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import engine.painter
+    import engine.style_transfer
 
     calls: list[int] = []
-    real = engine.painter.stylize_batch
+    real = engine.style_transfer.stylize_batch
 
     def counted(requests: Any, **kwargs: Any) -> Any:
         calls.append(len(requests))
         return real(requests, **kwargs)
 
-    monkeypatch.setattr(engine.painter, "stylize_batch", counted)
+    monkeypatch.setattr(engine.style_transfer, "stylize_batch", counted)
     painter = make_engine_painter(
         "vgg19", str(random_weights), "cpu", max_size=48, gallery=engine_env / "artworks", batch=2
     )

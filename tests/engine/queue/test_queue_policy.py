@@ -66,4 +66,4 @@ def test_worker_refuses_an_embedded_queue(capsys: pytest.CaptureFixture[str]) ->
     worker.register(parser.add_subparsers(), settings)
     args = parser.parse_args(["worker", "--queue", "sqlite:///x.db", "--stub-painter"])
     assert args.run(args, settings) == 2
-    assert "needs a Redis queue" in capsys.readouterr().out
+    assert "needs a Redis queue" in capsys.readouterr().err

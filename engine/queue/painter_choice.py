@@ -25,7 +25,7 @@ def make_painter(settings: Settings) -> Painter:
         factory = getattr(importlib.import_module(module), name or "make_painter")
         painter: Painter = factory()
         return painter
-    from engine.queue.painter import make_engine_painter
+    from engine.queue.engine_painter import make_engine_painter
 
     return make_engine_painter(
         settings.model,

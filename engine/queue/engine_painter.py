@@ -19,7 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 from engine.options import BatchJob, ProgressEvent, StyleInput, StylizeOptions
-from engine.presets import DEFAULT_QUALITY, QUALITIES, strength_value
+from engine.presets import check_quality, strength_value
 from engine.queue import blobs
 from engine.queue.seam import BatchItem, JobEvent, JobRequest, ProgressCallback, StyleChoice
 from engine.settings import default_batch
@@ -72,9 +72,11 @@ def job_event(event: ProgressEvent) -> JobEvent | None:
 def job_options(
     request: JobRequest, *, model: str, weights: str, device: str, max_size: int
 ) -> StylizeOptions:
-    """The engine options for a job; `max_size` is the operator's cap, whatever the bot sent."""
+    """The engine options for a job; `max_size` is the operator's cap, whatever the bot sent. An
+    unknown quality or strength name raises UnknownPreset: the job fails as a painter error,
+    logged with the name, rather than painting something else than was asked."""
     opts = request.options
-    quality = opts.quality if opts.quality in QUALITIES else DEFAULT_QUALITY
+    quality = check_quality(opts.quality)
     return StylizeOptions(
         size=max(32, min(int(opts.size), max_size)),
         strength=strength_value(opts.strength),
@@ -122,9 +124,9 @@ def content_size(data: bytes) -> tuple[int, int]:
 
 
 class EnginePainter:
-    """A `BatchPainter` running `engine.painter.stylize_batch` on this process's device: up to
-    `batch` jobs of one bucket (engine.batching.bucket_key) in one forward/backward, each with
-    its own events and cancel flag; called with one job, it paints that job alone."""
+    """A `BatchPainter` running `engine.style_transfer.stylize_batch` on this process's device:
+    up to `batch` jobs of one bucket (engine.batching.bucket_key) in one forward/backward, each
+    with its own events and cancel flag; called with one job, it paints that job alone."""
 
     def __init__(
         self,
@@ -169,7 +171,7 @@ class EnginePainter:
         others are grouped again by the bucket of their decoded photo (the header's size can
         differ from it by a rounding) and each group is painted in one `stylize_batch` call."""
         from engine.batching import bucket_key, group
-        from engine.painter import stylize_batch
+        from engine.style_transfer import stylize_batch
 
         results: list[bytes | BaseException | None] = [None] * len(items)
         jobs: list[BatchJob] = []
@@ -213,13 +215,13 @@ def make_engine_painter(
     style_cache_dir: Path | None = None,
     batch: int | None = None,
 ) -> EnginePainter:
-    """The engine painter on this process's device, warmed up now (network loaded, kernels set
-    up, engine.painter.warm_up), so the first user does not pay for it and bad weights stop the
+    """The engine painter on this process's device, warmed up now (network loaded, kernels set up,
+    engine.style_transfer.warm_up), so the first user does not pay for it and bad weights stop the
     worker before it takes a job. Gallery slugs are looked up in `gallery`, their style targets
-    cached in `style_cache_dir`; `batch` (ORSAY_BATCH) defaults to engine.settings
-    .default_batch for the device."""
+    cached in `style_cache_dir`; `batch` (ORSAY_BATCH) defaults to engine.settings.default_batch for
+    the device."""
     from engine.device import pick_device
-    from engine.painter import warm_up
+    from engine.style_transfer import warm_up
 
     resolved = str(pick_device(device))
     warm_up(model, weights, resolved)

@@ -13,13 +13,13 @@ import torch
 from PIL import Image
 from torchvision.transforms.functional import pil_to_tensor
 
-from engine import painter, style_cache
+from engine import style_cache, style_transfer
 from engine.errors import Cancelled
 from engine.job import Job
 from engine.model import VGGFeatures
 from engine.options import BatchJob, ProgressEvent, StyleInput, StylizeOptions
-from engine.painter import stylize
 from engine.start import start_image
+from engine.style_transfer import stylize
 
 
 def _count_forwards(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
@@ -266,14 +266,14 @@ def test_out_of_memory_retries_smaller_and_says_so(
     monkeypatch: pytest.MonkeyPatch,
     test_device: str,
 ) -> None:
-    original = painter._paint_scale
+    original = style_transfer._paint_scale
 
     def flaky(ctx, jobs, reporters, index, *args):  # type: ignore[no-untyped-def]
         if reporters[0].plan.sides[index] == 64:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return original(ctx, jobs, reporters, index, *args)
 
-    monkeypatch.setattr(painter, "_paint_scale", flaky)
+    monkeypatch.setattr(style_transfer, "_paint_scale", flaky)
     events: list[ProgressEvent] = []
     result = stylize(photo, [StyleInput(painting)], tiny_options, progress=events.append)
     messages = [e.message for e in events if e.message]
@@ -291,7 +291,7 @@ def test_other_errors_are_not_swallowed(
     def broken(*args):  # type: ignore[no-untyped-def]
         raise RuntimeError("shape mismatch somewhere")
 
-    monkeypatch.setattr(painter, "_paint_scale", broken)
+    monkeypatch.setattr(style_transfer, "_paint_scale", broken)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         stylize(photo, [StyleInput(painting)], tiny_options)
 
@@ -321,14 +321,14 @@ def test_out_of_memory_at_a_coarse_scale_says_the_new_scale_count(
     tiny_options: StylizeOptions,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    original = painter._paint_scale
+    original = style_transfer._paint_scale
 
     def flaky(ctx, jobs, reporters, index, *args):  # type: ignore[no-untyped-def]
         if reporters[0].plan.sides[index] == 48:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return original(ctx, jobs, reporters, index, *args)
 
-    monkeypatch.setattr(painter, "_paint_scale", flaky)
+    monkeypatch.setattr(style_transfer, "_paint_scale", flaky)
     events: list[ProgressEvent] = []
     result = stylize(photo, [StyleInput(painting)], tiny_options, progress=events.append)
     told = next(i for i, e in enumerate(events) if e.message)
@@ -374,5 +374,5 @@ def test_no_first_look_without_a_listener_or_for_small_outputs(
 def test_warm_up_loads_the_network_once(random_weights_vgg16: Path) -> None:
     from engine.model import _cache
 
-    painter.warm_up("vgg16", str(random_weights_vgg16), "cpu", side=32)
+    style_transfer.warm_up("vgg16", str(random_weights_vgg16), "cpu", side=32)
     assert any(key[0] == "vgg16" for key in _cache)

@@ -1,5 +1,6 @@
 """The engine painter's batching seam, without painting: a job's bucket comes from the photo's
-header alone, and agrees with what the decoder will make of the photo."""
+header alone, and agrees with what the decoder will make of the photo; the options of a job,
+whose unknown preset names fail it."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from engine.imaging import load_image
+from engine.presets import UnknownPreset
 from engine.queue import BatchPainter, JobOptions, JobRequest
-from engine.queue.painter import EnginePainter, content_size
+from engine.queue.engine_painter import EnginePainter, content_size, job_options
 from tests.engine.imaging.samples import encode, gradient, jpeg_exif
 
 
@@ -35,8 +37,20 @@ def test_buckets_group_by_shape_and_options(tmp_path: Path) -> None:
 
     wide, same_aspect = photo(1, (48, 32)), photo(1, (96, 64))
     assert bucket(wide) == bucket(same_aspect)  # one output shape at the same size
-    assert bucket(wide) == bucket(wide, strength="subtle", preserve_colors=True)  # per job
+    assert bucket(wide) == bucket(wide, strength="strong", preserve_colors=True)  # per job
     assert bucket(wide) != bucket(photo(6))  # upright it is tall: another shape
     assert bucket(wide, size=256) != bucket(wide, size=384)
     # a quality's step budget and tolerance are per job; at one size its scales are the same
     assert bucket(wide, quality="fast") == bucket(wide, quality="high")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"quality": "ultra"}, "unknown quality 'ultra'"), ({"strength": "x"}, "unknown strength")],
+)
+def test_an_unknown_preset_name_fails_the_job_instead_of_painting_another(
+    options: dict[str, str], message: str
+) -> None:
+    request = JobRequest(1, 1, b"photo", [], JobOptions(**options))  # type: ignore[arg-type]
+    with pytest.raises(UnknownPreset, match=message):
+        job_options(request, model="vgg19", weights="random", device="cpu", max_size=512)
