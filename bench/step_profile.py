@@ -23,106 +23,45 @@ memory is full).
 from __future__ import annotations
 
 import argparse
-import contextlib
+import bisect
 import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from engine.observability.dispatches import buckets, host_reads, labelled  # noqa: E402
+
 BUCKETS = ("network", "loss", "evaluate", "update", "loop")
-# Host reads: a scalar or list read back, a data-dependent shape, a tensor made from Python data.
-SYNC_OPS = {
-    "aten::_local_scalar_dense": "item",
-    "aten::nonzero": "nonzero",
-    "aten::resolve_neg": "tolist",  # Tensor.tolist() dispatches resolve_conj + resolve_neg
-    "aten::lift_fresh": "python_data",
-}
-LABEL = "orsay."
-
-
-def _label(event: Any) -> str | None:
-    name = event.name
-    return name[len(LABEL) :] if name.startswith(LABEL) else None
-
-
-def _ancestors(event: Any) -> Iterator[Any]:
-    parent = event.cpu_parent
-    while parent is not None:
-        yield parent
-        parent = parent.cpu_parent
 
 
 def classify(events: list[Any]) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
     """(step, bucket) of every outermost aten:: event and (step, kind) of every host read.
 
-    `step` is the 0-based index of the optimizer step the event happened in or after."""
-    steps = sorted(
-        (e for e in events if e.name == LABEL + "step"), key=lambda e: e.time_range.start
-    )
-    starts = [s.time_range.start for s in steps]
+    `step` is the 0-based index of the optimizer step the event happened in or after (the
+    loop's work after step k counts towards step k)."""
+    starts = sorted(e.time_range.start for e in events if e.name == "orsay.step")
 
     def step_of(event: Any) -> int:
-        t = event.time_range.start
-        index = 0
-        lo, hi = 0, len(starts)
-        while lo < hi:  # last step that started at or before t
-            mid = (lo + hi) // 2
-            if starts[mid] <= t:
-                lo = mid + 1
-            else:
-                hi = mid
-        index = lo - 1
-        return max(index, 0)
+        return max(bisect.bisect_right(starts, event.time_range.start) - 1, 0)
 
-    forward_label: dict[int, str] = {}
-    for e in events:
-        if e.name.startswith("aten::") and e.sequence_nr >= 0 and not e.name.startswith("aten::_"):
-            labels = [lab for a in _ancestors(e) if (lab := _label(a))]
-            if labels and labels[0] in ("network", "loss"):
-                forward_label.setdefault(e.sequence_nr, labels[0])
-    ops: list[tuple[int, str]] = []
-    syncs: list[tuple[int, str]] = []
-    for e in events:
-        if not e.name.startswith("aten::"):
-            continue
-        chain = list(_ancestors(e))
-        if e.name in SYNC_OPS and (
-            e.name == "aten::_local_scalar_dense"
-            or not any(a.name.startswith("aten::") for a in chain)
-        ):
-            syncs.append((step_of(e), SYNC_OPS[e.name]))
-        if any(a.name.startswith("aten::") for a in chain):
-            continue
-        bucket = None
-        for a in chain:
-            if a.name.startswith("autograd::engine::evaluate_function"):
-                bucket = forward_label.get(a.sequence_nr)
-                if bucket is None:
-                    bucket = "loss"  # custom autograd Functions of the loss (e.g. _Gram)
-                break
-            lab = _label(a)
-            if lab in ("network", "loss", "evaluate", "update"):
-                bucket = lab
-                break
-            if lab == "step":
-                bucket = "update"
-                break
-        ops.append((step_of(e), bucket or "loop"))
+    ops = []
+    for event, bucket in buckets(events, ("network", "loss", "evaluate", "step"), "loop"):
+        ops.append((step_of(event), "update" if bucket == "step" else bucket))
+    syncs = []
+    for event in events:
+        kind = host_reads([event])
+        if kind:
+            syncs.append((step_of(event), next(iter(kind))))
     return ops, syncs
-
-
-@contextlib.contextmanager
-def labelled(name: str) -> Iterator[None]:
-    with record_function(LABEL + name):
-        yield
 
 
 def instrument() -> None:
@@ -143,8 +82,9 @@ def instrument() -> None:
     wrap(losses.GatysLoss, "_gram_value_and_feature_grads", "loss")
 
 
-def labelled_factory(name: str) -> Callable[..., Any]:
-    """engine.optimize's optimizer factory `name`, with its steps and evaluations labelled."""
+def labelled_factory(name: str, before_step: Callable[[], None]) -> Callable[..., Any]:
+    """engine.optimize's optimizer factory `name`, with its steps and evaluations labelled and
+    `before_step` called as each step begins."""
     from engine.optimize import make_optimizer
 
     inner = make_optimizer(name)
@@ -158,6 +98,7 @@ def labelled_factory(name: str) -> Callable[..., Any]:
         step = opt.step
 
         def labelled_step() -> Any:
+            before_step()
             with labelled("step"):
                 return step()
 
@@ -187,42 +128,92 @@ def problem(batch: int, side: int, weights: Path) -> tuple[Any, Any, torch.Tenso
     return ctx, GatysLoss(net, [w] * batch, feats, targets), content
 
 
-def profile_run(batch: int, steps: int, side: int, weights: Path, optimizer: str) -> dict[str, Any]:
+class Windows:
+    """Profiles chosen spans of steps of one run, each in a profiler of its own (so the steps
+    between them run at full speed): span (a, b) records from the start of step a to the start
+    of step b (the loop's work after step b - 1 included), or to the end of the run."""
+
+    def __init__(self, spans: list[tuple[int, int]]) -> None:
+        self.spans, self.step = spans, 0
+        self.active: tuple[tuple[int, int], Any] | None = None
+        self.events: dict[tuple[int, int], list[Any]] = {}
+
+    def before_step(self) -> None:
+        self.step += 1
+        if self.active is not None and self.active[0][1] == self.step:
+            self.close()
+        for span in self.spans:
+            if span[0] == self.step:
+                prof = profile(activities=[ProfilerActivity.CPU])
+                prof.start()
+                self.active = (span, prof)
+
+    def close(self) -> None:
+        if self.active is not None:
+            span, prof = self.active
+            prof.stop()
+            self.events[span] = list(prof.events())
+            self.active = None
+
+
+def figures(span: tuple[int, int], events: list[Any]) -> dict[str, Any]:
+    """Dispatches and host reads per step over one span of steps."""
+    ops, syncs = classify(events)
+    n = span[1] - span[0]
+    counts = Counter(b for _, b in ops)
+    reads = Counter(k for _, k in syncs)
+    return {
+        "steps": f"{span[0]}-{span[1] - 1}",
+        "dispatches_per_step": round(sum(counts.values()) / n, 1),
+        "by_bucket": {b: round(counts[b] / n, 1) for b in BUCKETS},
+        "host_syncs_per_step": round(sum(reads.values()) / n, 3),
+        "host_syncs_by_kind": dict(reads),
+    }
+
+
+def profile_run(
+    batch: int, steps: int, side: int, weights: Path, optimizer: str, whole: bool
+) -> dict[str, Any]:
+    """One run of `steps` steps; `empty` (its first 8 steps, the memory nearly empty), `full`
+    (its last 8, the memory full) and, if `whole`, `run` (every step)."""
     from engine.optimize import Lane, optimize
     from engine.options import Tuning
 
     ctx, loss, start = problem(batch, side, weights)
     lanes = [Lane(steps, 0.0, None, lambda *a: None) for _ in range(batch)]
+    named = {"empty": (1, 9), "full": (steps - 7, steps + 1)}
+    if whole:
+        named = {"run": (1, steps + 1), **named}
+        spans = [named["run"]]  # one profiler; the other windows are cut from it
+    else:
+        spans = [named["empty"], named["full"]]
+    windows = Windows(spans)
     began = time.perf_counter()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        outcomes = optimize(
-            ctx, loss, start, lanes, labelled_factory(optimizer), Tuning(progress_every=8)
-        )
+    factory = labelled_factory(optimizer, windows.before_step)
+    outcomes = optimize(ctx, loss, start, lanes, factory, Tuning(progress_every=8))
+    windows.close()
     seconds = time.perf_counter() - began
-    ops, syncs = classify(list(prof.events()))
-    ran = max(o.steps_run for o in outcomes)
-
-    def window(first: int, last: int) -> dict[str, Any]:
-        n = last - first
-        counts = Counter(b for s, b in ops if first <= s < last)
-        reads = Counter(k for s, k in syncs if first <= s < last)
-        return {
-            "steps": n,
-            "dispatches_per_step": round(sum(counts.values()) / n, 1),
-            "by_bucket": {b: round(counts[b] / n, 1) for b in BUCKETS},
-            "host_syncs_per_step": round(sum(reads.values()) / n, 3),
-            "host_syncs_by_kind": dict(reads),
-        }
-
-    return {
+    result: dict[str, Any] = {
         "batch": batch,
-        "steps_run": ran,
+        "steps_run": max(o.steps_run for o in outcomes),
         "evaluations": max(o.evaluations for o in outcomes),
-        "profiled_seconds": round(seconds, 1),
-        "run": window(0, ran),
-        "empty": window(0, min(8, ran)),
-        "full": window(max(0, ran - 8), ran),
+        "seconds": round(seconds, 1),
     }
+    for name, span in named.items():
+        if span in windows.events:
+            events = windows.events[span]
+        else:  # cut from the whole run: the events that began inside the span's steps
+            events = cut(windows.events[named["run"]], span)
+        result[name] = figures(span, events)
+    return result
+
+
+def cut(events: list[Any], span: tuple[int, int]) -> list[Any]:
+    """The events from the start of step span[0] to the start of step span[1] (1-based)."""
+    starts = sorted(e.time_range.start for e in events if e.name == "orsay.step")
+    lo = starts[span[0] - 1]
+    hi = starts[span[1] - 1] if span[1] - 1 < len(starts) else float("inf")
+    return [e for e in events if lo <= e.time_range.start < hi]
 
 
 def random_weights(path: Path) -> Path:
@@ -240,6 +231,7 @@ def random_weights(path: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--batches", default="1,4,16")
+    p.add_argument("--whole", default="1", help="batch sizes profiled over every step")
     p.add_argument("--steps", type=int, default=120)
     p.add_argument("--side", type=int, default=32)
     p.add_argument("--optimizer", default="lbfgs")
@@ -251,9 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     weights = random_weights(args.weights)
     results = []
     for batch in (int(b) for b in args.batches.split(",")):
-        r = profile_run(batch, args.steps, args.side, weights, args.optimizer)
+        whole = str(batch) in args.whole.split(",")
+        r = profile_run(batch, args.steps, args.side, weights, args.optimizer, whole)
         results.append(r)
         for name in ("run", "empty", "full"):
+            if name not in r:
+                continue
             w = r[name]
             parts = " ".join(f"{b} {v:g}" for b, v in w["by_bucket"].items())
             print(
@@ -261,8 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"host syncs/step {w['host_syncs_per_step']:.3f} {w['host_syncs_by_kind']}"
             )
         print(
-            f"B={batch:<3} {r['steps_run']} steps, {r['evaluations']} evaluations, "
-            f"{r['profiled_seconds']} s under the profiler"
+            f"B={batch:<3} {r['steps_run']} steps, {r['evaluations']} evaluations, {r['seconds']} s"
         )
     if args.json:
         args.json.write_text(json.dumps({"side": args.side, "runs": results}, indent=2))
@@ -271,5 +265,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))
     raise SystemExit(main())

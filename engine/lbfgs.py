@@ -153,17 +153,27 @@ class BatchBoxLBFGS:
             everyone = torch.ones_like(self.tries, dtype=torch.bool)
             zero = torch.zeros_like(self._x)
             self._advance(zero, zero, self.f, ~everyone, everyone)
-        x, f, g = self._x, self.f, self.g
-        trial = torch.addcmul(x, self.t, self.d).clamp_(self.lower, self.upper)
+        trial = torch.addcmul(self._x, self.t, self.d).clamp_(self.lower, self.upper)
         f_trial, g_trial = self.evaluate(trial.view(-1, *self._image))
-        f_trial, g_trial = f_trial.detach().view(-1, 1), self._flat(g_trial)
+        return self.update(trial, f_trial.detach(), g_trial.detach())
+
+    def update(
+        self, trial: torch.Tensor, f_trial: torch.Tensor, g_trial: torch.Tensor
+    ) -> torch.Tensor:
+        """Everything a step does after its evaluation: the Armijo test, the new points, the
+        memory and the next directions. Static shapes and no data-dependent Python, so
+        `torch.compile(fullgraph=True)` takes it whole and never recompiles
+        (tests/engine/test_lbfgs.py)."""
+        assert self.f is not None
+        x, f, g = self._x, self.f, self.g
+        f_trial, g_trial = f_trial.view(-1, 1), self._flat(g_trial)
         s = trial - x
         ok = f_trial <= torch.add(f, (g * s).sum(1, keepdim=True), alpha=ARMIJO)
         done = ok | (self.tries >= MAX_HALVINGS)
         # No acceptable point along d: the memory is misleading, drop it; move only if the last
         # trial is no worse than where the row stands.
         moves = done & (ok | (f_trial <= f))
-        self.valid &= ok | ~done
+        self.valid = self.valid & (ok | ~done)
         y = g_trial - g
         ys = (s * y).sum(1, keepdim=True)
         norms = torch.linalg.vector_norm(s, dim=1, keepdim=True)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from engine.losses import GatysLoss, LossWeights, style_statistics
 from engine.model import load_features
 from engine.objective import Context
+from engine.observability.dispatches import host_reads, outermost
 from engine.optimize import Lane, optimize
 from engine.options import StylizeOptions, Tuning
 
@@ -54,3 +56,21 @@ def test_batched_adam_lowers_every_lane(random_weights_vgg16: Path) -> None:
     ]
     out = optimize(ctx, loss, start, lanes, optimizer="adam")
     assert all(o.best_loss < f for o, f in zip(out, first, strict=True))
+
+
+def test_a_run_reads_the_device_back_only_every_k_steps(random_weights_vgg16: Path) -> None:
+    """The sync budget, counted (not timed) with the profiler on the GPU path (one forward for
+    the batch, a read-back every 8 steps): 24 steps of 2 rows read back 3 times plus once while
+    setting up, and dispatch at most 350 operators a step (1,253 before; issue "Every launch
+    paints")."""
+    ctx, loss, start = _problem(random_weights_vgg16, 2)
+    lanes = [Lane(24, 0.0, None, lambda *a: None) for _ in range(2)]
+    optimize(ctx, loss, start, lanes, tuning=Tuning(progress_every=1))  # warm: kernels, caches
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        out = optimize(ctx, loss, start, lanes, tuning=Tuning(progress_every=8))
+    events = list(prof.events())
+    reads = host_reads(events)
+    assert [o.steps_run for o in out] == [24, 24]
+    assert reads["item"] == reads["nonzero"] == 0
+    assert sum(reads.values()) <= 3 + 1, reads
+    assert len(outermost(events)) / 24 <= 350
