@@ -11,10 +11,8 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE}
 
 ARG TORCH_FLAVOR=cuda
-ARG TORCH_VERSION=2.14.1
-ARG TORCHVISION_VERSION=0.29.1
-# Override to pick another CUDA build, e.g. https://download.pytorch.org/whl/cu126 for older drivers.
-ARG TORCH_INDEX_URL=""
+# cpu: the index of the CPU-only builds of the torch and torchvision releases the lock pins.
+ARG TORCH_CPU_INDEX_URL=https://download.pytorch.org/whl/cpu
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -33,25 +31,37 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends fonts-dejavu-core \
     && rm -rf /var/lib/apt/lists/*
 
-# Torch first: the biggest layer, rebuilt only when the version or flavour changes.
+# Every dependency from the runtime lock (`make lock`), pinned with its sha256: the biggest
+# layer, rebuilt only when the lock or the flavour changes. cuda installs the lock as it is
+# (PyPI's torch wheels bundle the CUDA runtime). cpu leaves out the torch, torchvision, triton
+# and CUDA entries, then takes the same torch and torchvision releases, read from the lock,
+# from the CPU-only index (whose wheels have other hashes than PyPI's).
+COPY requirements/runtime.txt /tmp/runtime.txt
 RUN case "${TORCH_FLAVOR}" in \
-      cuda) index="${TORCH_INDEX_URL:-https://pypi.org/simple}" ;; \
-      cpu) index="${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}" ;; \
+      cuda) pip install --no-cache-dir --require-hashes --no-deps -r /tmp/runtime.txt ;; \
+      cpu) \
+        torch="$(sed -n 's/^torch==\([^ ;]*\).*/\1/p' /tmp/runtime.txt)" \
+        && vision="$(sed -n 's/^torchvision==\([^ ;]*\).*/\1/p' /tmp/runtime.txt)" \
+        && awk '/^[a-z]/ { skip = ($0 ~ /^(torch|torchvision|triton|nvidia-|cuda-)/) } !skip' \
+             /tmp/runtime.txt > /tmp/runtime-cpu.txt \
+        && pip install --no-cache-dir --require-hashes --no-deps -r /tmp/runtime-cpu.txt \
+        && pip install --no-cache-dir --no-deps --index-url "${TORCH_CPU_INDEX_URL}" \
+             "torch==${torch}+cpu" "torchvision==${vision}+cpu" ;; \
       *) echo "TORCH_FLAVOR must be cuda or cpu, not ${TORCH_FLAVOR}" >&2; exit 1 ;; \
     esac \
-    && pip install --no-cache-dir --index-url "${index}" \
-       "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
+    && rm -f /tmp/runtime*.txt
 
 # The ImageNet VGG19 weights (548 MB) land in TORCH_HOME, where `--weights torchvision` finds them.
 RUN python -c "from torchvision.models import VGG19_Weights, vgg19; vgg19(weights=VGG19_Weights.IMAGENET1K_V1)" \
     && chmod -R a+rX "${TORCH_HOME}"
 
 WORKDIR /opt/orsay/src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY engine ./engine
 COPY bot ./bot
 COPY orsay ./orsay
-RUN pip install --no-cache-dir .
+# --no-deps: everything it needs came from the lock above
+RUN pip install --no-cache-dir --no-deps .
 
 # The gallery paintings, checksummed, into the folder ORSAY_GALLERY_DIR points at.
 RUN orsay gallery fetch \

@@ -3,15 +3,21 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+LOCK := requirements/dev.txt
+UV ?= uv
+LOCK_FLAGS := --universal --generate-hashes --python-version 3.11 --custom-compile-command "make lock"
 
-.PHONY: venv test lint demo clean
+.PHONY: venv test lint demo clean lock
 
-# torch first, pinned (the CUDA wheels PyPI serves on Linux: ~5.6 GB in .venv), then Orsay.
-$(BIN)/orsay: pyproject.toml
+# Every package from the lock, each pinned with its sha256, so a venv built today is the one CI
+# tested (torch and torchvision are PyPI's CUDA builds on Linux: ~5.6 GB in .venv); then Orsay
+# itself, editable, with nothing the lock does not name. `pip check` fails a lock that does not
+# satisfy pyproject.toml's dependencies (edit one, run `make lock`).
+$(BIN)/orsay: pyproject.toml $(LOCK)
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $@
 
 venv: $(BIN)/orsay
@@ -22,15 +28,23 @@ lint: venv
 	$(BIN)/mypy
 
 # pytest's exit code is make's: any failure fails `make test`. The last lines say how many tests
-# were skipped and why (tests/conftest.py); .ci/run sets ORSAY_REQUIRE_REDIS=1 so Redis tests
-# fail there instead of skipping.
+# were skipped and why (tests/conftest.py); .ci/run sets ORSAY_REQUIRE_REDIS=1 and
+# ORSAY_REQUIRE_TRAINED_WEIGHTS=1 so those tests fail there instead of skipping.
 test: lint
 	$(BIN)/pytest -q
 
 # The bundled photo and painting (engine/demo/); the weights are the best available, see
-# `orsay demo --help`. ORSAY_SHARED, when set, says where the shared data folder is.
+# `orsay demo --help`.
 demo: venv
-	$(BIN)/orsay demo $(if $(ORSAY_SHARED),--shared "$(ORSAY_SHARED)") -o out/demo.jpg
+	$(BIN)/orsay demo -o out/demo.jpg
+
+# Re-resolve the locks from pyproject.toml ([tool.uv] pins torch) with uv (`pip install uv`):
+# requirements/dev.txt for `make` and CI, requirements/runtime.txt for the Docker image, the
+# same versions in both. Existing pins are kept unless pyproject.toml asks otherwise.
+lock:
+	$(UV) pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o requirements/dev.txt
+	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -c requirements/dev.txt \
+		-o requirements/runtime.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

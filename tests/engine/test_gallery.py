@@ -45,8 +45,8 @@ def gallery_at(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def shared_gallery(shared_dir: Path) -> Path:
-    return shared_dir / "artworks"
+def data_gallery(test_data: Path) -> Path:
+    return test_data / "artworks"
 
 
 @pytest.fixture
@@ -59,11 +59,11 @@ def serve() -> Iterator[Callable[[Path], str]]:
 # --- manifest ---------------------------------------------------------------------------------
 
 
-def test_packaged_manifest_is_complete_and_matches_shared_downloads(shared_dir: Path) -> None:
+def test_packaged_manifest_is_complete_and_matches_the_downloads_table(test_data: Path) -> None:
     rows = _tsv(REPO / "engine" / "gallery_manifest.tsv")
     assert len(rows) >= 12
     assert len({r["slug"] for r in rows}) == len(rows)
-    downloads = {Path(r["file"]).stem: r for r in _tsv(shared_dir / "artworks" / "DOWNLOADS.tsv")}
+    downloads = {Path(r["file"]).stem: r for r in _tsv(test_data / "artworks" / "DOWNLOADS.tsv")}
     for row in rows:
         assert all(row[k] for k in ("slug", "title", "artist", "year", "url", "license")), row
         assert re.fullmatch(r"[a-z0-9-]+", row["slug"])
@@ -76,15 +76,15 @@ def test_packaged_manifest_is_complete_and_matches_shared_downloads(shared_dir: 
             source["sha256_of_download"],
             int(source["bytes_of_download"]),
         )
-        assert (shared_dir / "artworks" / f"{row['slug']}.jpg").is_file()
+        assert (test_data / "artworks" / f"{row['slug']}.jpg").is_file()
 
 
 def test_manifest_records_the_download_checksum_not_the_downscaled_copy(
-    shared_gallery: Path,
+    data_gallery: Path,
 ) -> None:
-    paintings = {p.slug: p for p in gallery.list_paintings(shared_gallery)}
+    paintings = {p.slug: p for p in gallery.list_paintings(data_gallery)}
     assert _sha(paintings[IDENTICAL[0]].path) == paintings[IDENTICAL[0]].sha256  # type: ignore[arg-type]
-    assert _sha(shared_gallery / f"{DOWNSCALED}.jpg") != paintings[DOWNSCALED].sha256
+    assert _sha(data_gallery / f"{DOWNSCALED}.jpg") != paintings[DOWNSCALED].sha256
     # ... yet the folder's own MANIFEST.tsv vouches for its downscaled copy.
     assert all(gallery.is_valid(p) for p in paintings.values())
 
@@ -108,13 +108,13 @@ def test_gallery_dir_env_and_default(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert load_settings().gallery == tmp_path / "mine"
 
 
-def test_shared_folder_lists_all_paintings_with_its_own_titles(shared_gallery: Path) -> None:
-    paintings = gallery.list_paintings(shared_gallery, present_only=True)
+def test_data_folder_lists_all_paintings_with_its_own_titles(data_gallery: Path) -> None:
+    paintings = gallery.list_paintings(data_gallery, present_only=True)
     assert len(paintings) == 12
     by_slug = {p.slug: p for p in paintings}
     assert by_slug["turner-shipwreck-of-the-minotaur"].title.startswith("The Wreck of a Transport")
     assert by_slug["klimt-the-kiss"].artist == "Gustav Klimt"
-    assert by_slug["klimt-the-kiss"].path == shared_gallery / "klimt-the-kiss.jpg"
+    assert by_slug["klimt-the-kiss"].path == data_gallery / "klimt-the-kiss.jpg"
 
 
 def test_empty_folder_lists_packaged_paintings_as_absent(gallery_at: Path) -> None:
@@ -146,27 +146,32 @@ def test_operator_folder_with_manifest_and_loose_files(gallery_at: Path) -> None
     assert gallery.find("Old_Harbour at NIGHT.jpg", gallery_at).slug == "old-harbour-at-night"
 
 
-def test_find_forgives_case_and_suffix_and_suggests(shared_gallery: Path) -> None:
-    assert gallery.find("Klimt-The-Kiss.JPG", shared_gallery).slug == "klimt-the-kiss"
-    assert gallery.find(" klimt-the-kiss.png", shared_gallery).slug == "klimt-the-kiss"
+def test_find_forgives_case_and_suffix_and_suggests(data_gallery: Path) -> None:
+    assert gallery.find("Klimt-The-Kiss.JPG", data_gallery).slug == "klimt-the-kiss"
+    assert gallery.find(" klimt-the-kiss.png", data_gallery).slug == "klimt-the-kiss"
     # ".kiss" is no image suffix: the whole name is the slug
-    assert gallery.find("Klimt the.Kiss", shared_gallery).slug == "klimt-the-kiss"
+    assert gallery.find("Klimt the.Kiss", data_gallery).slug == "klimt-the-kiss"
     with pytest.raises(StyleNotFound, match="did you mean van-gogh-starry-night"):
-        gallery.find("starry", shared_gallery)
+        gallery.find("starry", data_gallery)
     with pytest.raises(StyleNotFound) as caught:
-        gallery.find("monet", shared_gallery)
+        gallery.find("monet", data_gallery)
     assert "monet-impression-sunrise" in str(caught.value)
     assert "monet-water-lilies-1919" in str(caught.value)
     with pytest.raises(StyleNotFound, match=r"try van-gogh-starry-night.*orsay gallery list"):
-        gallery.find("zzzz", shared_gallery)
+        gallery.find("zzzz", data_gallery)
 
 
-def test_load_style_by_slug_has_a_checksum_cache_key(shared_gallery: Path) -> None:
-    style = gallery.load_style("van-gogh-starry-night", weight=0.7, folder=shared_gallery)
-    digest = _sha(shared_gallery / "van-gogh-starry-night.jpg")
+def test_load_style_by_slug_has_a_checksum_cache_key(data_gallery: Path) -> None:
+    style = gallery.load_style("van-gogh-starry-night", weight=0.7, folder=data_gallery)
+    digest = _sha(data_gallery / "van-gogh-starry-night.jpg")
     assert style.cache_key == f"van-gogh-starry-night:{digest[:16]}"
     assert style.weight == 0.7
-    assert style.image.mode == "RGB" and style.image.size == (1280, 1014)
+    rows = {r["file"]: r for r in _tsv(data_gallery / "MANIFEST.tsv")}
+    size = (
+        int(rows["van-gogh-starry-night.jpg"]["width"]),
+        int(rows["van-gogh-starry-night.jpg"]["height"]),
+    )
+    assert style.image.mode == "RGB" and style.image.size == size
 
 
 def test_load_style_cache_key_changes_with_the_file(gallery_at: Path) -> None:
@@ -205,16 +210,16 @@ def _packaged(folder: Path, *slugs: str) -> list[Painting]:
 
 
 def test_fetch_from_a_mirror_verifies_and_skips_valid_files(
-    gallery_at: Path, shared_dir: Path, serve: Callable[[Path], str]
+    gallery_at: Path, test_data: Path, serve: Callable[[Path], str]
 ) -> None:
-    mirror = serve(shared_dir / "artworks")
+    mirror = serve(test_data / "artworks")
     written = gallery.fetch(
         False, folder=gallery_at, mirror=mirror, paintings=_packaged(gallery_at, *IDENTICAL)
     )
     assert sorted(p.name for p in written) == sorted(f"{s}.jpg" for s in IDENTICAL)
     for slug in IDENTICAL:
         assert (gallery_at / f"{slug}.jpg").read_bytes() == (
-            shared_dir / "artworks" / f"{slug}.jpg"
+            test_data / "artworks" / f"{slug}.jpg"
         ).read_bytes()
     assert not list(gallery_at.glob(".*.part"))
     assert (
@@ -233,9 +238,9 @@ def test_fetch_from_a_mirror_verifies_and_skips_valid_files(
 
 
 def test_fetch_reports_checksum_mismatch_and_keeps_the_rest(
-    gallery_at: Path, shared_dir: Path, serve: Callable[[Path], str]
+    gallery_at: Path, test_data: Path, serve: Callable[[Path], str]
 ) -> None:
-    mirror = serve(shared_dir / "artworks")  # serves the downscaled copy, not the download
+    mirror = serve(test_data / "artworks")  # serves the downscaled copy, not the download
     with pytest.raises(GalleryError) as caught:
         gallery.fetch(
             False,
@@ -355,8 +360,8 @@ def test_fetch_missing_checks_the_download_and_names_the_problem(
 # --- contact sheet ----------------------------------------------------------------------------
 
 
-def test_contact_sheet_layout_placeholders_and_captions(gallery_at: Path, shared_dir: Path) -> None:
-    shutil.copy(shared_dir / "artworks" / "munch-the-scream.jpg", gallery_at)
+def test_contact_sheet_layout_placeholders_and_captions(gallery_at: Path, test_data: Path) -> None:
+    shutil.copy(test_data / "artworks" / "munch-the-scream.jpg", gallery_at)
     paintings = gallery.list_paintings(gallery_at)[:6]  # only The Scream (index 4) is present
     assert [p.path is not None for p in paintings] == [False] * 4 + [True, False]
     sheet = Image.open(io.BytesIO(contact_sheet.contact_sheet(paintings, columns=3, thumb=120)))

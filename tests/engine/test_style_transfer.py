@@ -297,14 +297,14 @@ def test_other_errors_are_not_swallowed(
 
 
 @pytest.mark.slow
-def test_trained_features_move_the_style_a_long_way(shared_dir: Path, test_device: str) -> None:
+def test_trained_features_move_the_style_a_long_way(
+    test_data: Path, trained_vgg16: Path, test_device: str
+) -> None:
     """With real (trained VGG16) features the style loss must drop by a large factor from the
     content-initialized start: the painting's statistics are actually being matched."""
-    weights = shared_dir / "weights" / "hed-vgg16-features.pth"
-    if not weights.is_file():
-        pytest.fail(f"trained VGG16 fixture missing at {weights}", pytrace=False)
-    content = Image.open(shared_dir / "photos" / "chelsea-the-cat.png")
-    style = StyleInput(Image.open(shared_dir / "artworks" / "van-gogh-starry-night.jpg"))
+    weights = trained_vgg16
+    content = Image.open(test_data / "photos" / "chelsea-the-cat.png")
+    style = StyleInput(Image.open(test_data / "artworks" / "van-gogh-starry-night.jpg"))
     base = StylizeOptions(size=96, model="vgg16", weights=str(weights), device=test_device, seed=0)
     start = stylize(
         content, [style], StylizeOptions(**{**base.__dict__, "scales": (96,), "steps": 1})

@@ -63,18 +63,23 @@ def test_dockerfile_bakes_weights_and_gallery_runs_unprivileged_and_stops_gracef
     healthcheck = next(arg for op, arg in steps if op == "HEALTHCHECK")
     assert "engine.observability.health" in healthcheck
     args = {arg.split("=")[0] for op, arg in steps if op == "ARG"}
-    assert {"TORCH_FLAVOR", "TORCH_VERSION", "TORCHVISION_VERSION"} <= args
-    assert "download.pytorch.org/whl/cpu" in runs  # the CPU-only build arg is wired
+    assert {"TORCH_FLAVOR", "TORCH_CPU_INDEX_URL"} <= args
+    assert "download.pytorch.org/whl/cpu" in DOCKERFILE.read_text()  # the CPU-only build
+    assert "--require-hashes --no-deps -r /tmp/runtime.txt" in runs  # the runtime lock
     assert ("ENTRYPOINT", '["orsay"]') in steps
 
 
-def test_dockerfile_torch_pins_match_the_makefile() -> None:
+def test_dockerfile_torch_pins_come_from_the_lock_the_makefile_installs() -> None:
+    """One pin for torch and torchvision: the lock. The Makefile installs requirements/dev.txt,
+    the image requirements/runtime.txt (the same versions: tests/ops/test_packaging.py), and
+    its CPU flavour reads the versions out of that lock."""
     makefile = (ROOT / "Makefile").read_text()
     text = DOCKERFILE.read_text()
+    assert "LOCK := requirements/dev.txt" in makefile and "-r $(LOCK)" in makefile
+    assert "COPY requirements/runtime.txt /tmp/runtime.txt" in text
     for name in ("torch", "torchvision"):
-        pinned = re.search(rf'"{name}==([\d.]+)"', makefile)
-        arg = re.search(rf"ARG {name.upper()}_VERSION=([\d.]+)", text)
-        assert pinned and arg and pinned.group(1) == arg.group(1)
+        assert not re.search(rf"{name}==[\d]", makefile + text)
+        assert f"s/^{name}==" in text  # the CPU flavour's version, read from the lock
 
 
 def test_dockerignore_keeps_secrets_and_venv_out() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from engine.observability import health
 from engine.queue import JobQueue, JobRequest, StyleChoice, open_queue
 from engine.queue.stub_painter import StubPainter
+from tests.doubles.needs import redis_server_binary
+from tests.doubles.queue_helpers import redis_available
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,13 +97,12 @@ def free_port() -> int:
 def redis_url(tmp_path: Path) -> Iterator[str]:
     """A throwaway redis-server on a free port. Skipped without the binary unless
     ORSAY_REQUIRE_REDIS=1 (CI sets it), which turns a missing binary into a failure."""
-    if shutil.which("redis-server") is None:
-        if os.environ.get("ORSAY_REQUIRE_REDIS") == "1":
-            pytest.fail("redis-server is not on PATH but ORSAY_REQUIRE_REDIS=1")
-        pytest.skip("redis-server is not installed (set ORSAY_REQUIRE_REDIS=1 to make this fail)")
+    redis_available()
     port = free_port()
     args = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path), "--save", ""]
-    proc = subprocess.Popen(["redis-server", *args], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [redis_server_binary() or "redis-server", *args], stdout=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 10
     while True:
         try:

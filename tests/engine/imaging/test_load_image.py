@@ -225,9 +225,9 @@ def test_path_and_bytes_agree(tmp_path: Path) -> None:
     assert imaging.load_image(tmp_path / "g.png").tobytes() == imaging.load_image(data).tobytes()
 
 
-def test_real_photo_and_painting(shared_dir: Path) -> None:
-    photo = imaging.load_image(shared_dir / "photos" / "grace-hopper.jpg")
-    painting = imaging.load_image(shared_dir / "artworks" / "munch-the-scream.jpg")
+def test_real_photo_and_painting(test_data: Path) -> None:
+    photo = imaging.load_image(test_data / "photos" / "grace-hopper.jpg")
+    painting = imaging.load_image(test_data / "artworks" / "munch-the-scream.jpg")
     assert photo.mode == painting.mode == "RGB"
     assert painting.size == (1200, 1528)
 

@@ -29,8 +29,8 @@ GALLERY_SLUG = "hokusai-great-wave-off-kanagawa"
 
 
 @pytest.fixture
-def engine_env(shared_dir: Path) -> Path:
-    return shared_dir
+def engine_env(test_data: Path) -> Path:
+    return test_data
 
 
 async def follow(queue: JobQueue, job_id: str) -> list[JobEvent]:
