@@ -65,7 +65,7 @@ def textbook_lbfgs(x: Any, evaluate: Any, tuning: Any) -> Any:
     class Textbook:
         def step(self) -> Any:
             def closure() -> Any:
-                value, grad = evaluate(pixels, None)
+                value, grad = evaluate(pixels)
                 pixels.grad = grad.reshape(pixels.shape)
                 last[:] = [value.detach()]
                 return value.sum()
