@@ -67,6 +67,17 @@ CREATE TABLE IF NOT EXISTS job_blobs (
 );
 CREATE INDEX IF NOT EXISTS job_blobs_sha ON job_blobs (sha256);
 """
+# Idempotent submits (the bot keys a job by the update that asked for it, so a replayed update
+# finds its job). A table of its own, so that it needs no change to `jobs`: a step of its own
+# for the store's migrations.
+JOB_KEYS = """
+CREATE TABLE IF NOT EXISTS job_keys (
+    key TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+KEEP_KEYS_S = 2 * 86400  # a key answers for its job this long (a replay comes within minutes)
 # A blob lives while a job that still holds its pictures (request not NULL) refers to it.
 DROP_BLOBS = (
     "DELETE FROM job_blobs WHERE job_id NOT IN (SELECT id FROM jobs WHERE request IS NOT NULL)",
@@ -136,6 +147,7 @@ class Store:
         used all its attempts. Returns the recent run times, oldest first, for the ETA."""
         conn = self.conn
         conn.executescript(SCHEMA)
+        conn.executescript(JOB_KEYS)
         now = time.time()
         with transaction(conn):
             failed = conn.execute(
@@ -157,11 +169,18 @@ class Store:
         ).fetchall()
         return [r[0] for r in reversed(rows)]
 
-    def submit(self, request: JobRequest) -> tuple[str, int]:
+    def submit(self, request: JobRequest, key: str | None = None) -> tuple[str, int, bool]:
+        """Queue `request`: (job id, place in line, True). With a `key` already used, the job
+        that made it instead: (its id, its place in line or 0 once it no longer waits, False),
+        looked up before the limits, so a replayed request is never refused."""
         conn = self.conn
         job_id = uuid.uuid4().hex
         stored, shared = blobs.split(request)
         with transaction(conn):
+            known = self._keyed(key)
+            if known is not None:
+                order = self.order()
+                return known, order.index(known) + 1 if known in order else 0, False
             active = conn.execute(
                 "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND state IN (?, ?)",
                 (request.user_id, *ACTIVE),
@@ -186,9 +205,24 @@ class Store:
             for sha, data in shared.items():
                 conn.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?)", (sha, data))
                 conn.execute("INSERT INTO job_blobs (job_id, sha256) VALUES (?, ?)", (job_id, sha))
+            if key is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO job_keys (key, job_id, created_at) VALUES (?, ?, ?)",
+                    (key, job_id, time.time()),
+                )
             order = self.order()
         metrics.QUEUE_LENGTH.set(queued + 1)
-        return job_id, order.index(job_id) + 1
+        return job_id, order.index(job_id) + 1, True
+
+    def _keyed(self, key: str | None) -> str | None:
+        """The job submitted with `key`, if it is still on record."""
+        if key is None:
+            return None
+        row = self.conn.execute(
+            "SELECT k.job_id FROM job_keys k JOIN jobs j ON j.id = k.job_id WHERE k.key = ?",
+            (key,),
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def order(self) -> list[str]:
         """The waiting line, fair order (engine.queue.policy)."""
@@ -251,6 +285,7 @@ class Store:
             "DELETE FROM jobs WHERE delivered = 1 AND finished_at < ?",
             (now - max(self.retention_s, KEEP_RECORDS_S),),
         )
+        self.conn.execute("DELETE FROM job_keys WHERE created_at < ?", (now - KEEP_KEYS_S,))
         self._drop_blobs()
 
     def _drop_blobs(self) -> None:
@@ -267,6 +302,10 @@ class Store:
                 "SELECT id, state FROM jobs WHERE user_id = ? AND state IN (?, ?)",
                 (user_id, *ACTIVE),
             ).fetchall()
+            conn.execute(
+                "DELETE FROM job_keys WHERE job_id IN (SELECT id FROM jobs WHERE user_id = ?)",
+                (user_id,),
+            )
             conn.execute("DELETE FROM jobs WHERE user_id = ?", (user_id,))
         self._drop_blobs()
         self.update_gauges()

@@ -40,12 +40,18 @@ local function say(events, doc)
 end
 """
 
-# KEYS: job, queued, active, user, undelivered, line, then blob, refs per blob (keys.blob_keys)
+# KEYS: job, queued, active, user, undelivered, line, then blob, refs per blob (keys.blob_keys),
+#       last the submit key's record (keys.submitted_key: '' for a submit without a key)
 # ARGV: id, per_user, max_queue, created_at, user_id, chat_id, request, summary, blob shas
 #       (comma-separated), then each blob's bytes
-# -> {position, score} or {-1} (per-user limit) or {-2} (queue full)
+# -> {position, score} or {-1} (per-user limit) or {-2} (queue full) or {-3, id} (the key's job)
 SUBMIT = f"""
 {_LINE}
+local submitted = KEYS[#KEYS]
+if submitted ~= '' then
+  local known = redis.call('GET', submitted)
+  if known then return {{-3, known}} end
+end
 if redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[2]) then return {{-1}} end
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return {{-2}} end
 local rank = 1
@@ -72,6 +78,10 @@ redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[1])
 redis.call('SADD', KEYS[5], ARGV[1])
 moved(KEYS[6], ARGV[1])
+if submitted ~= '' then  -- /forget deletes it with the job (the record names it)
+  redis.call('SET', submitted, ARGV[1], 'EX', {k.SUBMITTED_TTL_S})
+  redis.call('HSET', KEYS[1], 'submitted', submitted)
+end
 return {{redis.call('ZRANK', KEYS[2], ARGV[1]) + 1, score}}
 """
 
