@@ -7,6 +7,14 @@ uploads, `attach://` media, "message is not modified", the 64-byte callback-data
 `parameters.retry_after`, 403 for users who blocked the bot, and injectable 5xx/429 faults. Every
 call is recorded; `FakeUser` injects what a person would do (photos, files, albums, commands,
 button presses) as updates for getUpdates.
+
+Updates are kept the way Telegram keeps them, because the bot's durability depends on exactly
+this: an update stays on the server, and is sent again by every getUpdates, until a getUpdates
+arrives whose `offset` is higher than its `update_id`; from then on it is forgotten ("confirmed"),
+whether or not the bot did anything with it. The confirmation happens when that request arrives,
+before its long poll waits, and `on_confirm` listeners hear of it then. A negative offset keeps
+only the last -offset updates; `deleteWebhook`/`setWebhook` with `drop_pending_updates` forget
+them all. A callback query can be answered once: a second answer is the 400 Telegram gives.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ TOKEN = "123456789:AAFakeTokenForOrsayTests_abcdefghij"
 BOT_USER = {"id": 123456789, "is_bot": True, "first_name": "Orsay", "username": "orsay_bot"}
 JSON_KEYS = {"reply_markup", "media", "commands", "allowed_updates", "reply_parameters"}
 INT_KEYS = {"chat_id", "message_id", "offset", "limit", "timeout"}
+QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
     "exactly the same as a current content and reply markup of the message"
@@ -111,6 +120,9 @@ class FakeTelegram:
         self.webhook: dict[str, Any] | None = None  # what setWebhook was told
         self.by_chat: dict[int, list[Sent]] = {}
         self.listeners: list[Callable[[Call], None]] = []  # told of every answered call
+        # told of every confirmation, with the updates it made the server forget
+        self.on_confirm: list[Callable[[list[dict[str, Any]]], None]] = []
+        self.answered: set[str] = set()  # callback queries answered
         self.url = ""
 
     # -- server lifecycle -------------------------------------------------------------------
@@ -251,9 +263,13 @@ class FakeTelegram:
         return dict(BOT_USER, can_join_groups=True, supports_inline_queries=False)
 
     def _m_deleteWebhook(self, p: dict[str, Any], f: dict[str, bytes]) -> Any:
+        if _flag(p.get("drop_pending_updates")):
+            self._confirm(self._updates)
         return True
 
     def _m_setWebhook(self, p: dict[str, Any], f: dict[str, bytes]) -> Any:
+        if _flag(p.get("drop_pending_updates")):
+            self._confirm(self._updates)
         self.webhook = dict(p)
         return True
 
@@ -264,11 +280,27 @@ class FakeTelegram:
         return True
 
     def _m_answerCallbackQuery(self, p: dict[str, Any], f: dict[str, bytes]) -> Any:
+        query_id = str(p.get("callback_query_id"))
+        if query_id in self.answered:
+            raise _ApiError(400, QUERY_TOO_OLD)
+        self.answered.add(query_id)
         return True
+
+    def _confirm(self, updates: list[dict[str, Any]]) -> None:
+        """Forget `updates` for good, as Telegram does once they are confirmed."""
+        if not updates:
+            return
+        gone = {u["update_id"] for u in updates}
+        self._updates = [u for u in self._updates if u["update_id"] not in gone]
+        for listener in list(self.on_confirm):
+            listener(list(updates))
 
     async def _m_getUpdates(self, p: dict[str, Any], f: dict[str, bytes]) -> Any:
         offset = int(p.get("offset") or 0)
-        self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        if offset < 0:  # only the last -offset updates are kept
+            self._confirm(self._updates[:offset])
+        elif offset > 0:
+            self._confirm([u for u in self._updates if u["update_id"] < offset])
         deadline = time.monotonic() + float(p.get("timeout") or 0)
         while not self._updates and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
@@ -416,6 +448,11 @@ def _error(status: int, description: str, parameters: dict[str, Any] | None = No
     if parameters:
         body["parameters"] = parameters
     return web.json_response(body, status=status)
+
+
+def _flag(value: Any) -> bool:
+    """A boolean parameter as JSON or a form field sends it."""
+    return value is True or str(value).lower() == "true"
 
 
 def _check_markup(markup: Any) -> None:
