@@ -9,6 +9,7 @@ from typing import Any
 from bot.config import Settings
 from bot.follow import Follower
 from bot.store import Store
+from bot.updates import UpdateProcessor
 from engine.queue import JobQueue
 
 
@@ -27,6 +28,7 @@ class Services:
     settings: Settings
     queue: JobQueue
     store: Store
+    updates: UpdateProcessor  # the write-ahead and per-user order of updates
     follower: Follower
     paintings: list[Any]  # engine.gallery.Painting, present in the gallery folder
     albums: dict[str, Album] = field(default_factory=dict)

@@ -44,11 +44,6 @@ class ChaosTelegram(FakeTelegram):
         self.after: list[Callable[[str, dict[str, Any]], Any]] = []  # answered, not yet replied
         self.upload_delay_s = 0.0  # extra time a result upload takes (sendPhoto with a caption)
         self.uploading = 0  # result uploads received and not answered yet
-        self.last_update_id = 0
-
-    def push_update(self, update: dict[str, Any]) -> None:
-        super().push_update(update)
-        self.last_update_id = int(update["update_id"])
 
     async def _answer(self, method: str, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         for hook in list(self.before):

@@ -112,6 +112,7 @@ class FakeTelegram:
         self.files: dict[str, bytes] = {}
         self.file_paths: dict[str, str] = {}
         self._updates: list[dict[str, Any]] = []
+        self.last_update_id = 0  # the newest update pushed
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
         self._file_ids = itertools.count(1)
@@ -161,6 +162,7 @@ class FakeTelegram:
 
     def push_update(self, update: dict[str, Any]) -> None:
         update["update_id"] = next(self._update_ids)
+        self.last_update_id = int(update["update_id"])
         self._updates.append(update)
         asyncio.get_running_loop().create_task(self._notify())
 
