@@ -21,7 +21,7 @@ from tests.doubles.fake_telegram import FakeUser, Sent
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(600)]
 
-ROUNDS = 2
+ROUNDS = 5
 USERS = 20
 SLUGS = (
     "klimt-the-kiss",
