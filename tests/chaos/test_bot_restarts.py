@@ -141,7 +141,7 @@ async def sigterm_round(cluster: Cluster, round_: int) -> list[Press]:
 
 async def test_bot_kill9_right_after_a_batch_of_presses_is_confirmed(cluster: Cluster) -> None:
     await deployed(cluster)
-    total = Outcome(f"bot kill -9, {USERS} presses confirmed x{ROUNDS}")
+    total = Outcome(f"bot kill -9, {USERS}-press batch x{ROUNDS}")
     for round_ in range(ROUNDS):
         presses = await kill9_round(cluster, round_)
         assert_exactly_once(counted(cluster, presses, total), USERS, round_)
@@ -153,7 +153,7 @@ async def test_bot_sigterm_with_uploads_in_flight_while_presses_arrive(cluster: 
     cluster.bot.env["ORSAY_SHUTDOWN_GRACE"] = "0.5"
     await deployed(cluster)
     cluster.telegram.upload_delay_s = 1.5
-    total = Outcome(f"bot SIGTERM, >=3 uploads in flight x{ROUNDS}")
+    total = Outcome(f"bot SIGTERM, 3+ uploads x{ROUNDS}")
     for round_ in range(ROUNDS):
         presses = await sigterm_round(cluster, round_)
         assert_exactly_once(counted(cluster, presses, total), len(presses), round_)
