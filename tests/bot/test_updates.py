@@ -21,7 +21,7 @@ from bot.updates import UpdateProcessor
 from engine.queue import JobRequest, StyleChoice
 from engine.queue.stub_painter import result_colour
 from tests.doubles.bot_helpers import BotFactory, eventually, jpeg
-from tests.doubles.fake_telegram import FakeTelegram, _ApiError
+from tests.doubles.fake_telegram import ApiError, FakeTelegram
 from tests.doubles.painters import SizedPainter
 from tests.doubles.queue_helpers import free_port
 
@@ -113,7 +113,7 @@ async def test_an_update_telegram_sends_again_is_handled_once(
 
     async def get_updates(p: dict[str, Any], f: dict[str, bytes]) -> Any:
         if unconfirmed_after and int(p.get("offset") or 0) > unconfirmed_after[0]:
-            raise _ApiError(502, "Bad Gateway")  # it never confirms the press
+            raise ApiError(502, "Bad Gateway")  # it never confirms the press
         return await original(p, f)
 
     telegram._m_getUpdates = get_updates  # type: ignore[method-assign]
