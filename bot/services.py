@@ -21,6 +21,7 @@ class Album:
     user_id: int
     lang: str
     images: dict[int, bytes] = field(default_factory=dict)  # message_id -> bytes
+    updates: list[int] = field(default_factory=list)  # held until the album is done (bot.updates)
 
 
 @dataclass

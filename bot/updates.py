@@ -85,6 +85,7 @@ class UpdateProcessor(BaseUpdateProcessor):
         self.running = asyncio.Semaphore(running)
         self.turns: dict[int, Turn] = {}  # update id -> its turn, from admission to its end
         self.last: dict[int, asyncio.Event] = {}  # user -> `done` of their latest update
+        self.held: set[int] = set()  # handled, but their effect is still to come (`hold`)
 
     async def initialize(self) -> None:
         pass
@@ -116,6 +117,18 @@ class UpdateProcessor(BaseUpdateProcessor):
             log.info("replaying %d update(s) fetched before the last stop", len(rows))
         return len(rows)
 
+    def hold(self, update_id: int) -> None:
+        """Leave the update unhandled when its handlers return, because what it asks for is
+        still to come (an album's part waits for the rest of the album): a crash before
+        `release` replays it. Its user's next update does not wait for that."""
+        self.held.add(update_id)
+
+    async def release(self, update_ids: list[int]) -> None:
+        """What the held updates asked for is done: mark them handled."""
+        for update_id in update_ids:
+            self.held.discard(update_id)
+            await self.store.handled(update_id)
+
     def _line_up(self, update: Update) -> None:
         user = _user_of(update)
         done = asyncio.Event()
@@ -141,7 +154,8 @@ class UpdateProcessor(BaseUpdateProcessor):
                 except Exception:  # PTB's own failure (handlers' go to the error handler)
                     await self.store.handled(update.update_id)  # a poison pill: once only
                     raise
-            await self.store.handled(update.update_id)
+            if update.update_id not in self.held:
+                await self.store.handled(update.update_id)
         finally:
             if not started and asyncio.iscoroutine(coroutine):
                 coroutine.close()  # cancelled in line: it stays unhandled and is replayed

@@ -70,7 +70,8 @@ async def style_picture(update: Update, context: BotContext) -> State | None:
 
 
 async def album_part(update: Update, context: BotContext) -> None:
-    """One image of an album: collect it, and (re)start the timer that ends the album."""
+    """One image of an album: collect it, and (re)start the timer that ends the album. The part
+    stays unhandled until the album is done, so a crash in between replays the whole album."""
     message = update.effective_message
     data = await _download(update, context)
     if message is None or message.media_group_id is None or data is None:
@@ -80,6 +81,8 @@ async def album_part(update: Update, context: BotContext) -> None:
         group, Album(context.chat_id, context.user_id, context.lang)
     )
     album.images[message.message_id] = data
+    album.updates.append(update.update_id)
+    context.services.updates.hold(update.update_id)
     name = f"album:{group}"
     jobs = cast("JobQueue[BotContext] | None", context.job_queue)  # PTB leaves its type open
     if jobs is None:
@@ -105,13 +108,17 @@ async def _album_done(context: BotContext) -> None:
         return
     images = [album.images[k] for k in sorted(album.images)]
     lang = album.lang
-    if len(images) == 1:
-        await svc.store.save_image(album.user_id, "photo", images[0])
-        markup = keyboards.styles(lang, svc.paintings)
-        await say(context, t(lang, "pick_style"), reply_markup=markup)
-    elif len(images) == 2:
-        await svc.store.save_image(album.user_id, "photo", images[0])
-        await svc.store.save_image(album.user_id, "style", images[1])
-        await submit(context, lang, images[0], OWN_STYLE, f"album:{group}")
-    else:
-        await say(context, t(lang, "album_two"))
+    try:
+        if len(images) == 1:
+            await svc.store.save_image(album.user_id, "photo", images[0])
+            markup = keyboards.styles(lang, svc.paintings)
+            await say(context, t(lang, "pick_style"), reply_markup=markup)
+        elif len(images) == 2:
+            await svc.store.save_image(album.user_id, "photo", images[0])
+            await svc.store.save_image(album.user_id, "style", images[1])
+            key = f"album:{album.chat_id}:{group}"  # a replayed album finds its job
+            await submit(context, lang, images[0], OWN_STYLE, key)
+        else:
+            await say(context, t(lang, "album_two"))
+    finally:
+        await svc.updates.release(album.updates)

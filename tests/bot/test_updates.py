@@ -63,8 +63,10 @@ async def test_a_photo_and_a_press_in_one_batch_paint_the_new_photo(
             assert len(telegram.calls_to("getUpdates")) > batch_before
 
 
-def photo_update(telegram: FakeTelegram, user_id: int, update_id: int, seed: int) -> dict[str, Any]:
-    """A photo message as Telegram would send it (its file served by the fake)."""
+def photo_update(
+    telegram: FakeTelegram, user_id: int, update_id: int, seed: int, album: str | None = None
+) -> dict[str, Any]:
+    """A photo message as Telegram would send it (its file served by the fake), in `album`."""
     data = jpeg(seed=seed)
     file_id = telegram.add_file(data)
     size = {"file_id": file_id, "file_unique_id": file_id, "width": 96, "height": 64}
@@ -76,6 +78,7 @@ def photo_update(telegram: FakeTelegram, user_id: int, update_id: int, seed: int
             "chat": {"id": user_id, "type": "private", "first_name": "Ann"},
             "from": {"id": user_id, "is_bot": False, "first_name": "Ann", "language_code": "en"},
             "photo": [dict(size, file_size=len(data))],
+            **({"media_group_id": album} if album else {}),
         },
     }
 
@@ -100,6 +103,22 @@ async def test_an_update_fetched_before_a_crash_is_replayed_on_start(
         store = app.bot_data["services"].store
         await eventually(store.unhandled, [])
     assert len(ann.menus()) == 1
+
+
+async def test_an_album_fetched_before_a_crash_is_replayed_whole(
+    telegram: FakeTelegram, start_bot: BotFactory, bot_env: dict[str, str]
+) -> None:
+    """An album's parts stay unhandled until the album is done (its images wait in memory for
+    the rest of it), so a crash in between replays the album and paints it once."""
+    for update_id, seed in ((7201, 84), (7202, 85)):
+        await journal_before_start(bot_env, photo_update(telegram, 805, update_id, seed, "g-1"))
+    async with start_bot() as app:
+        cy = telegram.user(805)
+        [result] = await cy.wait_result()
+        assert "your own style" in (result.caption or "")
+        await eventually(app.bot_data["services"].store.unhandled, [])
+        await asyncio.sleep(0.5)
+    assert len(cy.messages("photo")) == 1 and not cy.menus()
 
 
 async def test_an_update_telegram_sends_again_is_handled_once(
@@ -236,4 +255,23 @@ async def test_the_processor_replays_what_was_written_and_not_handled(tmp_path: 
     replayed = again.inbox.get_nowait()
     assert isinstance(replayed, Update) and replayed.update_id == 12
     assert replayed.message is not None and replayed.message.text == "hi"
+    store.close()
+
+
+async def test_a_held_update_stays_unhandled_until_released(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    processor = UpdateProcessor(store)
+    await processor.inbox.put(text_update(21, 7))
+    await processor.inbox.put(text_update(22, 7))
+
+    async def album_part() -> None:
+        processor.hold(21)  # what it asks for is still to come
+
+    first, second = processor.inbox.get_nowait(), processor.inbox.get_nowait()
+    assert isinstance(first, Update) and isinstance(second, Update)
+    await processor.process_update(first, album_part())
+    await processor.process_update(second, asyncio.sleep(0))  # the user's line moved on
+    assert [update_id for update_id, _ in await store.unhandled()] == [21]
+    await processor.release([21])
+    assert await store.unhandled() == []
     store.close()
