@@ -78,6 +78,10 @@ class Inbox(asyncio.Queue[object]):
 
 
 class UpdateProcessor(BaseUpdateProcessor):
+    """The bot's update processor (module docstring): hand `inbox` to
+    ApplicationBuilder.update_queue and the processor to .concurrent_updates, and call
+    `replay` in post_init."""
+
     def __init__(self, store: Store, running: int = RUNNING) -> None:
         super().__init__(IN_FLIGHT)
         self.store = store
