@@ -3,7 +3,9 @@
 The bot runs as a real `orsay bot` process (embedded queue, stub painter) against the fake Bot
 API server from tests/bot, which runs here with the simulated users. Reported, from the server's
 clock: time to first reply to the photo (the painting keyboard) and to the button press
-(answerCallbackQuery), p50/p99, and lost jobs (a choice that never got its result).
+(answerCallbackQuery), p50/p99, lost jobs (a choice that never got its result), and the bot's
+event-loop lag: inside the bot process a 10 ms ticker records how late each tick wakes up (what
+any update or delivery waits behind blocking work on the loop), from start-up until SIGTERM.
 
     .venv/bin/python bench/bot_load.py [--users 200] [--rate 20] [--telegram-rate 30]
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import signal
 import subprocess
@@ -22,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -29,6 +33,40 @@ sys.path.insert(0, str(REPO))
 from bench.common import pct, photo  # noqa: E402
 from engine.settings import child_env, load_settings  # noqa: E402
 from tests.doubles.fake_telegram import TOKEN, Call, FakeTelegram  # noqa: E402
+
+LAG_TICK_S = 0.01
+
+
+async def _tick(lags: list[float]) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        before = loop.time()
+        await asyncio.sleep(LAG_TICK_S)
+        lags.append(max(0.0, loop.time() - before - LAG_TICK_S))
+
+
+def serve_bot(lag_file: str) -> int:
+    """The bot process of this bench: `orsay bot` with a lag ticker started by its post_init and
+    its samples written to `lag_file` by its post_stop (bot.app looks both hooks up at build)."""
+    import bot.app
+    from orsay.cli import main as orsay_main
+
+    lags: list[float] = []
+    ticker: list[asyncio.Task[None]] = []
+    on_startup, on_stop = bot.app.on_startup, bot.app.on_stop
+
+    async def started(app: Any) -> None:
+        await on_startup(app)
+        ticker.append(asyncio.get_running_loop().create_task(_tick(lags)))
+
+    async def stopping(app: Any) -> None:
+        for task in ticker:
+            task.cancel()
+        Path(lag_file).write_text(json.dumps(lags))
+        await on_stop(app)
+
+    bot.app.on_startup, bot.app.on_stop = started, stopping
+    return orsay_main(["bot"])
 
 
 class Watcher:
@@ -76,8 +114,9 @@ async def run(args: argparse.Namespace) -> int:
         ORSAY_TELEGRAM_RATE=str(args.telegram_rate),
         ORSAY_LOG_LEVEL="WARNING",
     )
+    lag_file = data / "loop-lag.json"
     profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
-    cmd = [sys.executable, *profile, "-m", "orsay", "bot"]
+    cmd = [sys.executable, *profile, str(Path(__file__).resolve()), "--serve-bot", str(lag_file)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env)
     try:
         await server.wait_for(lambda: server.calls_to("getUpdates"), timeout=60)
@@ -128,11 +167,21 @@ async def run(args: argparse.Namespace) -> int:
     ):
         p50, p99, top = (1000 * v for v in (pct(values, 0.5), pct(values, 0.99), max(values)))
         print(f"{name} p50={p50:.0f} ms  p99={p99:.0f} ms  max={top:.0f} ms")
+    lags = json.loads(lag_file.read_text()) if lag_file.exists() else []
+    if lags:
+        p50, p99, top = (1000 * v for v in (pct(lags, 0.5), pct(lags, 0.99), max(lags)))
+        late = sum(lag > 0.05 for lag in lags)
+        print(
+            f"bot loop lag      p50={p50:.1f} ms  p99={p99:.1f} ms  max={top:.0f} ms  "
+            f"ticks>50ms={late}/{len(lags)}"
+        )
     print(f"results {args.users - lost}/{args.users}, lost={lost}, wall {wall:.1f} s")
     return 0 if lost == 0 else 1
 
 
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve-bot":
+        return serve_bot(sys.argv[2])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--rate", type=float, default=20.0, help="arrivals per second, 0 = burst")

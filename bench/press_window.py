@@ -1,17 +1,22 @@
-"""How long a style press lives only in the bot's memory (issue 11, "a press is never lost").
+"""How long a style press lives only in the bot's memory (issue 11, "a press is never lost";
+issue 21, the write-ahead of updates).
 
 With long polling, Telegram forgets an update once the bot asks getUpdates with a higher offset,
-whether or not the bot has acted on it. PTB asks again as soon as a batch arrives, so a press is
-confirmed almost at once, while its job exists only once `submit` has returned (the callback is
-answered right after submit, so answerCallbackQuery marks that moment). A kill -9 between the two
-loses the press: Telegram will not resend it and there is no job.
+whether or not the bot has acted on it, and PTB asks again as soon as a batch is queued. Before
+issue 21 a press was confirmed almost at once while its job existed only once `submit` had
+returned (the callback is answered right after submit, so answerCallbackQuery marks that
+moment): a kill -9 between the two lost the press. Now each update is written to the bot's store
+(bot.updates) before PTB may confirm it; this bench checks that from the outside.
 
 The bot runs as a real `orsay bot` process (embedded queue, stub painter) against the fake Bot
 API server from tests/doubles, here. Per press, from the server's clock, measured from the
 getUpdates response that delivered the press:
   (a) confirm: the next getUpdates whose offset passes it (Telegram may drop it now);
   (b) job:     answerCallbackQuery for it (submit has returned: the job exists);
-  window = (b) - (a): how long a kill -9 would lose the press (<= 0: never).
+  window = (b) - (a): how long the press was confirmed before its job existed;
+  on disk: whether, at the moment of (a), the bot's store already held the update (read by
+  this process from the bot's SQLite file). A press confirmed and not on disk is one a kill -9
+  at that moment would lose.
 
     .venv/bin/python bench/press_window.py [--presses 30] [--concurrency 1]
 """
@@ -22,6 +27,7 @@ import argparse
 import asyncio
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -53,6 +59,25 @@ def record_deliveries(server: FakeTelegram) -> dict[int, float]:
     return delivered
 
 
+def record_durability(server: FakeTelegram, store: Path) -> dict[int, bool]:
+    """update_id -> whether the bot's store held it when a getUpdates confirmed it."""
+    durable: dict[int, bool] = {}
+
+    def check(updates: list[dict[str, Any]]) -> None:
+        db = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5)
+        try:
+            for update in updates:
+                row = db.execute(
+                    "SELECT 1 FROM updates WHERE update_id = ?", (update["update_id"],)
+                ).fetchone()
+                durable[int(update["update_id"])] = row is not None
+        finally:
+            db.close()
+
+    server.on_confirm.append(check)
+    return durable
+
+
 def first_call(server: FakeTelegram, method: str, match: Any) -> float | None:
     return next((c.at for c in server.calls if c.method == method and match(c.params)), None)
 
@@ -62,10 +87,12 @@ async def run(args: argparse.Namespace) -> int:
     await server.start()
     delivered = record_deliveries(server)
     shared = load_settings().shared_dir
+    data = Path(tempfile.mkdtemp(prefix="orsay-press-window-"))
+    durable = record_durability(server, data / "bot" / "bot.sqlite3")
     env = child_env(
         TELEGRAM_BOT_TOKEN=TOKEN,
         ORSAY_BOT_API_URL=server.url,
-        ORSAY_DATA_DIR=tempfile.mkdtemp(prefix="orsay-press-window-"),
+        ORSAY_DATA_DIR=str(data),
         ORSAY_GALLERY_DIR=str(shared / "artworks"),
         ORSAY_PAINTER="stub",
         ORSAY_TELEGRAM_RATE="0",
@@ -75,6 +102,7 @@ async def run(args: argparse.Namespace) -> int:
     confirm: list[float] = []
     job: list[float] = []
     window: list[float] = []
+    pressed: list[int] = []
     photos = [photo(i) for i in range(args.presses)]
     slot = asyncio.Semaphore(args.concurrency)
     try:
@@ -87,7 +115,8 @@ async def run(args: argparse.Namespace) -> int:
                 menu = await server.wait_for(lambda: user.menus(), 30)
                 await asyncio.sleep(random.Random(i).uniform(0.0, 0.3))  # off the poll's beat
                 query_id = user.press(menu[0], "rnd")
-                update_id = max(u["update_id"] for u in server._updates)
+                update_id = server.last_update_id
+                pressed.append(update_id)
 
                 def seen() -> tuple[float, float] | None:
                     a = first_call(
@@ -115,12 +144,14 @@ async def run(args: argparse.Namespace) -> int:
     for name, values in (
         ("(a) confirmed by next getUpdates", confirm),
         ("(b) job exists (callback answer)", job),
-        ("window (b)-(a), press only in RAM", window),
+        ("window (b)-(a), confirmed, no job yet", window),
     ):
         p50, p95, top = (1000 * v for v in (pct(values, 0.5), pct(values, 0.95), max(values)))
         print(f"{name}: p50={p50:.1f}  p95={p95:.1f}  max={top:.1f}")
-    print(f"presses at risk (window > 0): {sum(w > 0 for w in window)}/{len(window)}")
-    return 0
+    print(f"presses confirmed before their job existed (window > 0): {sum(w > 0 for w in window)}")
+    lost = sum(not durable.get(u, False) for u in pressed)
+    print(f"presses confirmed while not on disk (a kill -9 then loses them): {lost}/{len(pressed)}")
+    return 0 if lost == 0 else 1
 
 
 def main() -> int:

@@ -35,6 +35,7 @@ from bot.pacing import ForegroundFirstLimiter
 from bot.services import Services
 from bot.store import Store
 from bot.texts import LANGUAGES, t
+from bot.updates import UpdateProcessor
 from engine.queue import JobQueue, Painter, QueueUnavailable, open_queue
 from engine.queue.painter_choice import make_painter
 
@@ -62,6 +63,7 @@ def build_application(
             shutdown_grace_s=settings.shutdown_grace_s,
         )
     store = Store(settings.data_dir / "bot")
+    updates = UpdateProcessor(store)  # each update on disk before Telegram forgets it; in order
     app = (
         ApplicationBuilder()
         .token(require_token(settings))
@@ -70,11 +72,18 @@ def build_application(
         .context_types(ContextTypes(context=BotContext))
         .persistence(StorePersistence(store))
         .rate_limiter(ForegroundFirstLimiter(settings.telegram_rate))
-        .concurrent_updates(32)
+        .update_queue(updates.inbox)
+        .concurrent_updates(updates)
         # httpcore scans its whole pool for every request: PTB's default of 256 connections
         # made that scan most of the bot's CPU under load; 32 is plenty for one bot.
         .connection_pool_size(32)
         .pool_timeout(30.0)
+        # On stop PTB cancels the long poll and confirms what it fetched with one more
+        # getUpdates; with the default pool of 1 that call found the cancelled poll still holding
+        # the connection (PoolTimeout, seen in the chaos suite), so Telegram sent the stopped
+        # bot's last batch again to the next one. The journal (bot.updates) drops such copies;
+        # a second connection lets the confirmation through in the first place.
+        .get_updates_connection_pool_size(2)
         .post_init(on_startup)
         .post_stop(on_stop)
         .post_shutdown(on_shutdown)
@@ -84,6 +93,7 @@ def build_application(
         settings=settings,
         queue=queue,
         store=store,
+        updates=updates,
         follower=Follower(app.bot, queue, store, grace_s=settings.shutdown_grace_s),
         paintings=list_paintings(settings.gallery, present_only=True),
     )
@@ -148,13 +158,16 @@ async def _save_conversations(update: Update, context: BotContext) -> None:
 
 
 async def on_startup(app: Application) -> None:
-    """Start the queue, publish the command menu, resume undelivered jobs, serve /healthz."""
+    """Start the queue, publish the command menu, resume undelivered jobs, queue the updates
+    fetched but not handled before the last stop (ahead of anything fetched now), serve
+    /healthz."""
     svc: Services = app.bot_data["services"]
     await svc.queue.start()
     for lang in LANGUAGES:
         commands = [BotCommand(c, t(lang, f"cmd_{c}")) for c in COMMANDS]
         await app.bot.set_my_commands(commands, language_code=None if lang == "en" else lang)
     svc.resuming = asyncio.get_running_loop().create_task(_resume_when_reachable(svc))
+    await svc.updates.replay(app.bot)
     if svc.settings.metrics_port is not None:
         from engine.observability.health import queue_check, start_health_server
 
@@ -182,7 +195,9 @@ async def _resume_when_reachable(svc: Services) -> None:
 
 async def on_stop(app: Application) -> None:
     """Stop following jobs; they stay undelivered in the queue and resume on the next start.
-    A result upload in flight gets the grace period first (Follower.close)."""
+    Result uploads in flight finish first, however many (Follower.close). PTB has handled the
+    updates it had fetched by now (Application.stop); any it had not stay in the store and
+    are replayed on the next start."""
     svc: Services = app.bot_data["services"]
     if svc.resuming is not None:
         svc.resuming.cancel()
@@ -194,21 +209,27 @@ async def on_stop(app: Application) -> None:
 async def on_shutdown(app: Application) -> None:
     svc: Services = app.bot_data["services"]
     await svc.queue.close()  # a running job gets its grace period, else goes back in line
-    svc.store.close()
+    await asyncio.to_thread(svc.store.close)  # after the writes handed over so far
     if svc.health is not None:
         await svc.health.cleanup()
 
 
 @contextlib.asynccontextmanager
-async def running(app: Application, poll_timeout: float = 1.0) -> AsyncIterator[Application]:
-    """Run `app` with polling inside an existing event loop, in `run_polling`'s order
-    (initialize, post_init, polling, start … stop, post_stop, shutdown, post_shutdown)."""
+async def running(
+    app: Application, poll_timeout: float = 1.0, webhook: dict[str, Any] | None = None
+) -> AsyncIterator[Application]:
+    """Run `app` with polling (or, given `webhook`, Updater.start_webhook's arguments, a
+    webhook) inside an existing event loop, in `run_polling`'s order (initialize, post_init,
+    polling, start … stop, post_stop, shutdown, post_shutdown)."""
     await app.initialize()
     try:
         if app.post_init:
             await app.post_init(app)
         assert app.updater is not None
-        await app.updater.start_polling(poll_interval=0.0, timeout=int(poll_timeout) or 1)
+        if webhook is not None:
+            await app.updater.start_webhook(**webhook)
+        else:
+            await app.updater.start_polling(poll_interval=0.0, timeout=int(poll_timeout) or 1)
         await app.start()
         yield app
     finally:

@@ -1,6 +1,10 @@
 """The context every handler gets (`ContextTypes(context=BotContext)` in bot.app), as in PTB's
 contexttypesbot example: typed properties for what handlers need, so no handler digs in
 `bot_data` or asserts on the update's user.
+
+The user's settings are read once per update, off the event loop, in `refresh_data` (which PTB
+awaits before any handler or job callback gets the context), so `lang` and `prefs` are plain
+reads and no property hides a query.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from telegram import Update, User
 from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.services import Services
+from bot.store import UserPrefs
 from bot.texts import pick_language
 
 ADict = dict[Any, Any]
@@ -25,6 +30,7 @@ class BotContext(CallbackContext[ExtBot[None], ADict, ADict, ADict]):
     ) -> None:
         super().__init__(application=application, chat_id=chat_id, user_id=user_id)
         self._user: User | None = None
+        self._prefs: UserPrefs | None = None
 
     @classmethod
     def from_update(
@@ -34,6 +40,11 @@ class BotContext(CallbackContext[ExtBot[None], ADict, ADict, ADict]):
         if isinstance(update, Update):
             context._user = update.effective_user
         return context
+
+    async def refresh_data(self) -> None:
+        await super().refresh_data()
+        if self._user is not None and self._prefs is None:
+            self._prefs = await self.services.store.user(self._user.id)
 
     @property
     def services(self) -> Services:
@@ -55,9 +66,17 @@ class BotContext(CallbackContext[ExtBot[None], ADict, ADict, ADict]):
         return self._chat_id
 
     @property
+    def prefs(self) -> UserPrefs:
+        """The user's settings as they were when this update arrived (`store.update` returns
+        them as they are after a change)."""
+        if self._prefs is None:
+            raise RuntimeError("this update has no user")
+        return self._prefs
+
+    @property
     def lang(self) -> str:
         """The user's chosen language, else the one Telegram reports for them, else English."""
         if self._user is None:
             return "en"
-        chosen = self.services.store.user(self._user.id).lang
+        chosen = self._prefs.lang if self._prefs is not None else None
         return chosen or pick_language(self._user.language_code)

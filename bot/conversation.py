@@ -16,8 +16,9 @@ callback data is plain text naming durable things (bot.keyboards), so it needs n
 Why not PicklePersistence: it rewrites one pickle of every conversation on each flush, in place
 (not atomically), in a second file beside the store; rows in the store's SQLite (WAL) are written
 one at a time and survive kill -9. PTB writes conversation states only in `update_persistence`,
-which bot.app calls after every update (a handler in a later group), not on PTB's 60 s timer. What
-remains: a kill -9 between a handler's reply and that write (one SQLite row) loses the change.
+which bot.app calls after every update (a handler in a later group), not on PTB's 60 s timer. A
+kill -9 between a handler's reply and that write loses the change, but not the update: it is
+marked handled only after that write (bot.updates), so it is replayed on the next start.
 """
 
 from __future__ import annotations
@@ -55,12 +56,12 @@ class StorePersistence(BasePersistence[ADict, ADict, ADict]):
         self.store = store
 
     async def get_conversations(self, name: str) -> dict[Key, object]:
-        return {key: State(state) for key, state in self.store.conversations(name).items()}
+        return {key: State(state) for key, state in (await self.store.conversations(name)).items()}
 
     async def update_conversation(self, name: str, key: Key, new_state: object | None) -> None:
         if new_state is not None and not isinstance(new_state, int):
             raise TypeError(f"conversation states are State members, not {new_state!r}")
-        self.store.set_conversation(name, key, new_state)
+        await self.store.set_conversation(name, key, new_state)
 
     # -- the kinds of data this persistence does not keep ------------------------------------
 

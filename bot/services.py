@@ -9,6 +9,7 @@ from typing import Any
 from bot.config import Settings
 from bot.follow import Follower
 from bot.store import Store
+from bot.updates import UpdateProcessor
 from engine.queue import JobQueue
 
 
@@ -20,6 +21,7 @@ class Album:
     user_id: int
     lang: str
     images: dict[int, bytes] = field(default_factory=dict)  # message_id -> bytes
+    updates: list[int] = field(default_factory=list)  # held until the album is done (bot.updates)
 
 
 @dataclass
@@ -27,6 +29,7 @@ class Services:
     settings: Settings
     queue: JobQueue
     store: Store
+    updates: UpdateProcessor  # the write-ahead and per-user order of updates
     follower: Follower
     paintings: list[Any]  # engine.gallery.Painting, present in the gallery folder
     albums: dict[str, Album] = field(default_factory=dict)

@@ -1,49 +1,40 @@
 """What the bot remembers between updates and across restarts: per-user settings and language,
 the photo waiting for a style, where each user is in the photo → style conversation (for PTB's
-persistence, bot.conversation), and which chat message shows each job. SQLite (WAL) plus image
-files under `<data dir>/bot/`, so every button keeps working after a restart and `/forget` can
-delete a user's pictures for real."""
+persistence, bot.conversation), which chat message shows each job, and the write-ahead of
+updates (bot.updates). SQLite (WAL) plus image files under `<data dir>/bot/`, so every button
+keeps working after a restart and `/forget` can delete a user's pictures for real.
+
+Every method is a coroutine that runs on the store's own thread (one connection, one thread, in
+submission order), so no handler waits on the disk on the event loop. A write is handed to that
+thread before the caller's first await and is shielded from the caller's cancellation: once a
+coroutine has called `set_job_messages`, the write happens even if the caller is cancelled
+(a sent mark must never be lost to a graceful stop). The schema is versioned (bot.schema).
+
+Durability: WAL with synchronous=NORMAL survives a kill -9 of the bot (a committed write is in
+the WAL file); an OS crash or power loss may lose the last commits.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TypeVar
 
+from bot.schema import migrate
 from engine import presets
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (
-    user_id INTEGER PRIMARY KEY,
-    lang TEXT,
-    quality TEXT NOT NULL DEFAULT 'balanced',
-    strength TEXT NOT NULL DEFAULT 'medium',
-    keep_colors INTEGER NOT NULL DEFAULT 0,
-    as_file INTEGER NOT NULL DEFAULT 0,
-    last_style TEXT,
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS job_messages (
-    job_id TEXT PRIMARY KEY,
-    user_id INTEGER NOT NULL,
-    status_msg INTEGER,
-    preview_msg INTEGER,
-    sent INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS conversations (
-    name TEXT NOT NULL,
-    key TEXT NOT NULL,
-    user_id INTEGER,
-    state INTEGER NOT NULL,
-    PRIMARY KEY (name, key)
-);
-"""
 OWN_STYLE = "own"  # last_style of a job painted in the user's own style picture
 STRENGTHS = presets.STRENGTH_LEVELS  # the -/+ buttons step through these
 QUALITIES = presets.QUALITIES
+KEEP_HANDLED_S = 2 * 86400  # ids of handled updates / delivered jobs: Telegram keeps updates 24 h
+T = TypeVar("T")
 
 
 @dataclass
@@ -71,17 +62,41 @@ class Store:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         (self.root / "users").mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.root / "bot.sqlite3", isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="orsay-bot-store")
+        try:
+            self._db: sqlite3.Connection = self._thread.submit(self._open).result()
+        except BaseException:
+            self._thread.shutdown()
+            raise
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.root / "bot.sqlite3", isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            migrate(db)
+        except BaseException:
+            db.close()
+            raise
+        old = time.time() - KEEP_HANDLED_S
+        db.execute("DELETE FROM updates WHERE handled_at < ?", (old,))
+        db.execute("DELETE FROM job_messages WHERE finished_at < ?", (old,))
+        return db
 
     def close(self) -> None:
-        self._db.close()
+        """Wait for the writes handed over so far, then close (blocking: call it off the loop)."""
+        self._thread.submit(self._db.close).result()
+        self._thread.shutdown()
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        """`fn(*args)` on the store's thread. Queued before the first await and shielded: the
+        caller's cancellation stops the waiting, never the write."""
+        future = asyncio.wrap_future(self._thread.submit(fn, *args))
+        return await asyncio.shield(future)
 
     # -- settings ------------------------------------------------------------------------
 
-    def user(self, user_id: int) -> UserPrefs:
+    def _user(self, user_id: int) -> UserPrefs:
         row = self._db.execute(
             f"SELECT {', '.join(_PREF_FIELDS)} FROM users WHERE user_id = ?", (user_id,)
         ).fetchone()
@@ -91,10 +106,10 @@ class Store:
         prefs.keep_colors, prefs.as_file = bool(prefs.keep_colors), bool(prefs.as_file)
         return prefs
 
-    def update(self, user_id: int, **changes: object) -> UserPrefs:
-        unknown = set(changes) - set(_PREF_FIELDS)
-        if unknown:
-            raise ValueError(f"unknown user fields: {sorted(unknown)}")
+    async def user(self, user_id: int) -> UserPrefs:
+        return await self._run(self._user, user_id)
+
+    def _update(self, user_id: int, once: str | None, changes: dict[str, object]) -> UserPrefs:
         self._db.execute(
             "INSERT OR IGNORE INTO users (user_id, updated_at) VALUES (?, ?)",
             (user_id, time.time()),
@@ -102,37 +117,58 @@ class Store:
         if changes:
             sets = ", ".join(f"{name} = ?" for name in changes)
             self._db.execute(
-                f"UPDATE users SET {sets}, updated_at = ? WHERE user_id = ?",
-                (*changes.values(), time.time(), user_id),
+                f"UPDATE users SET {sets}, last_change = COALESCE(?, last_change), updated_at = ?"
+                " WHERE user_id = ? AND (? IS NULL OR last_change IS NOT ?)",
+                (*changes.values(), once, time.time(), user_id, once, once),
             )
-        return self.user(user_id)
+        return self._user(user_id)
+
+    async def update(
+        self, user_id: int, *, once: str | None = None, **changes: object
+    ) -> UserPrefs:
+        """Change the user's settings; returns them as they are now. With `once` (the press that
+        asks for the change) a change already made by that press is not made again: a toggle
+        replayed after a restart must not toggle back."""
+        unknown = set(changes) - set(_PREF_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown user fields: {sorted(unknown)}")
+        return await self._run(self._update, user_id, once, changes)
 
     # -- pictures ------------------------------------------------------------------------
 
     def _file(self, user_id: int, name: str) -> Path:
         return self.root / "users" / str(int(user_id)) / name
 
-    def save_image(self, user_id: int, name: str, data: bytes) -> None:
-        """`name` is "photo" (waiting for a style) or "style" (the user's own style)."""
+    def _save_image(self, user_id: int, name: str, data: bytes) -> None:
         path = self._file(user_id, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(data)
         tmp.replace(path)  # atomic: a crash never leaves half a photo behind
 
-    def image(self, user_id: int, name: str) -> bytes | None:
+    async def save_image(self, user_id: int, name: str, data: bytes) -> None:
+        """`name` is "photo" (waiting for a style) or "style" (the user's own style)."""
+        await self._run(self._save_image, user_id, name, data)
+
+    def _image(self, user_id: int, name: str) -> bytes | None:
         path = self._file(user_id, name)
         return path.read_bytes() if path.is_file() else None
 
+    async def image(self, user_id: int, name: str) -> bytes | None:
+        return await self._run(self._image, user_id, name)
+
     # -- jobs' chat messages -------------------------------------------------------------
 
-    def job_messages(self, job_id: str) -> JobMessages:
+    def _job_messages(self, job_id: str) -> JobMessages:
         row = self._db.execute(
             "SELECT status_msg, preview_msg, sent FROM job_messages WHERE job_id = ?", (job_id,)
         ).fetchone()
         return JobMessages() if row is None else JobMessages(row[0], row[1], bool(row[2]))
 
-    def set_job_messages(self, job_id: str, user_id: int, messages: JobMessages) -> None:
+    async def job_messages(self, job_id: str) -> JobMessages:
+        return await self._run(self._job_messages, job_id)
+
+    def _set_job_messages(self, job_id: str, user_id: int, messages: JobMessages) -> None:
         self._db.execute(
             "INSERT INTO job_messages (job_id, user_id, status_msg, preview_msg, sent)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT(job_id) DO UPDATE SET"
@@ -141,17 +177,30 @@ class Store:
             (job_id, user_id, messages.status_msg, messages.preview_msg, int(messages.sent)),
         )
 
-    def drop_job(self, job_id: str) -> None:
-        self._db.execute("DELETE FROM job_messages WHERE job_id = ?", (job_id,))
+    async def set_job_messages(self, job_id: str, user_id: int, messages: JobMessages) -> None:
+        copy = JobMessages(messages.status_msg, messages.preview_msg, messages.sent)
+        await self._run(self._set_job_messages, job_id, user_id, copy)
+
+    async def finish_job(self, job_id: str) -> None:
+        """The job is delivered and acknowledged: keep its row (a replayed press that finds the
+        job must see it was sent) until KEEP_HANDLED_S have passed."""
+        sql = "UPDATE job_messages SET finished_at = ? WHERE job_id = ?"
+        await self._run(self._db.execute, sql, (time.time(), job_id))
+
+    async def drop_job(self, job_id: str) -> None:
+        """The queue has no such job (any more): nothing to remember about it."""
+        await self._run(self._db.execute, "DELETE FROM job_messages WHERE job_id = ?", (job_id,))
 
     # -- conversation states -------------------------------------------------------------
 
-    def conversations(self, name: str) -> dict[tuple[int | str, ...], int]:
+    def _conversations(self, name: str) -> dict[tuple[int | str, ...], int]:
         rows = self._db.execute("SELECT key, state FROM conversations WHERE name = ?", (name,))
         return {tuple(json.loads(key)): state for key, state in rows}
 
-    def set_conversation(self, name: str, key: tuple[int | str, ...], state: int | None) -> None:
-        """`key` is PTB's (chat id, user id); None ends the conversation."""
+    async def conversations(self, name: str) -> dict[tuple[int | str, ...], int]:
+        return await self._run(self._conversations, name)
+
+    def _set_conversation(self, name: str, key: tuple[int | str, ...], state: int | None) -> None:
         if state is None:
             self._db.execute(
                 "DELETE FROM conversations WHERE name = ? AND key = ?", (name, json.dumps(key))
@@ -164,10 +213,49 @@ class Store:
             (name, json.dumps(key), user_id, int(state)),
         )
 
+    async def set_conversation(
+        self, name: str, key: tuple[int | str, ...], state: int | None
+    ) -> None:
+        """`key` is PTB's (chat id, user id); None ends the conversation."""
+        await self._run(self._set_conversation, name, key, state)
+
+    # -- the write-ahead of updates (bot.updates) ----------------------------------------
+
+    def _journal(self, update_id: int, payload: str) -> bool:
+        return bool(
+            self._db.execute(
+                "INSERT OR IGNORE INTO updates (update_id, payload, received_at) VALUES (?, ?, ?)",
+                (update_id, payload, time.time()),
+            ).rowcount
+        )
+
+    async def journal(self, update_id: int, payload: str) -> bool:
+        """Keep the update `payload` (its JSON) until it is handled; False if this update id is
+        known already (Telegram sent it again), and then nothing is written."""
+        return await self._run(self._journal, update_id, payload)
+
+    async def handled(self, update_id: int) -> None:
+        """The update was handled: forget its content, keep its id (KEEP_HANDLED_S)."""
+        sql = "UPDATE updates SET payload = NULL, handled_at = ? WHERE update_id = ?"
+        await self._run(self._db.execute, sql, (time.time(), update_id))
+
+    def _unhandled(self) -> list[tuple[int, str]]:
+        rows = self._db.execute(
+            "SELECT update_id, payload FROM updates WHERE handled_at IS NULL ORDER BY update_id"
+        )
+        return [(int(update_id), str(payload)) for update_id, payload in rows]
+
+    async def unhandled(self) -> list[tuple[int, str]]:
+        """(update id, payload) of every update not handled yet, oldest first."""
+        return await self._run(self._unhandled)
+
     # -- privacy -------------------------------------------------------------------------
 
-    def forget(self, user_id: int) -> None:
+    def _forget(self, user_id: int) -> None:
         self._db.execute("DELETE FROM users WHERE user_id = ?", (user_id,))
         self._db.execute("DELETE FROM job_messages WHERE user_id = ?", (user_id,))
         self._db.execute("DELETE FROM conversations WHERE user_id = ?", (user_id,))
         shutil.rmtree(self._file(user_id, "x").parent, ignore_errors=True)
+
+    async def forget(self, user_id: int) -> None:
+        await self._run(self._forget, user_id)

@@ -11,8 +11,8 @@ from telegram.constants import ChatAction
 from bot import keyboards
 from bot.context import BotContext
 from bot.conversation import State
-from bot.follow import duration
 from bot.handlers.jobs import say
+from bot.job_texts import duration
 from bot.texts import t
 from engine.observability.logs import log_event
 
@@ -42,8 +42,7 @@ async def lang_command(update: Update, context: BotContext) -> None:
 
 
 async def settings_command(update: Update, context: BotContext) -> None:
-    prefs = context.services.store.user(context.user_id)
-    markup = keyboards.settings(context.lang, prefs)
+    markup = keyboards.settings(context.lang, context.prefs)
     await say(context, t(context.lang, "settings_title"), reply_markup=markup)
 
 
@@ -72,7 +71,7 @@ async def forget(update: Update, context: BotContext) -> State:
     """Delete the user's jobs, pictures and settings; the conversation starts over."""
     svc, lang = context.services, context.lang
     await svc.queue.forget(context.user_id)
-    svc.store.forget(context.user_id)
+    await svc.store.forget(context.user_id)
     log_event(log, "user.forget", user_id=context.user_id)
     await say(context, t(lang, "forgotten"))
     return State.WAITING_PHOTO

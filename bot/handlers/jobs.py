@@ -1,10 +1,15 @@
-"""Submitting a painting job: what the picture and button handlers share."""
+"""Submitting a painting job: what the picture and button handlers share.
+
+Every job is keyed by the update that asked for it (`job_key`), so an update replayed after a
+restart (bot.updates) finds the job it made instead of queueing a second one."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from pathlib import Path
+
+from telegram import Update
 
 from bot.context import BotContext
 from bot.store import OWN_STYLE
@@ -37,24 +42,34 @@ async def read_painting(path: Path | None) -> bytes | None:
         return None
 
 
-async def paint_stored_photo(context: BotContext, style: str) -> None:
+def job_key(update: Update) -> str:
+    """The key of the job `update` asks for: a button's callback query id (unique per press),
+    else the chat and the update id."""
+    if update.callback_query is not None:
+        return f"cq:{update.callback_query.id}"
+    chat = update.effective_chat.id if update.effective_chat is not None else 0
+    return f"u:{chat}:{update.update_id}"
+
+
+async def paint_stored_photo(context: BotContext, style: str, key: str) -> None:
     """Queue the user's saved photo in `style`, or say that the photo is gone."""
-    photo = context.services.store.image(context.user_id, "photo")
+    photo = await context.services.store.image(context.user_id, "photo")
     if photo is None:
         await say(context, t(context.lang, "no_photo"))
         return
-    await submit(context, context.lang, photo, style)
+    await submit(context, context.lang, photo, style, key)
 
 
-async def submit(context: BotContext, lang: str, photo: bytes, style: str) -> None:
+async def submit(context: BotContext, lang: str, photo: bytes, style: str, key: str) -> None:
     """Queue `photo` in `style` (a gallery slug, or OWN_STYLE for the user's saved style
-    picture) with the user's settings; the follower takes it from there. Returns once the job
-    exists (or the user was told why not): a button answered after this never loses a press."""
+    picture) with the user's settings, as the job `key` (job_key); the follower takes it from
+    there. Returns once the job exists (or the user was told why not): a button answered after
+    this never loses a press."""
     svc, user_id, chat_id = context.services, context.user_id, context.chat_id
-    prefs = svc.store.user(user_id)
+    prefs = await svc.store.user(user_id)  # as they are now: a repaint button just changed them
     meta: dict[str, object] = {"lang": lang, "slug": style, "as_file": prefs.as_file}
     if style == OWN_STYLE:
-        image = svc.store.image(user_id, "style")
+        image = await svc.store.image(user_id, "style")
         if image is None:
             await say(context, t(lang, "no_photo"))
             return
@@ -81,7 +96,7 @@ async def submit(context: BotContext, lang: str, photo: bytes, style: str) -> No
     )
     request = JobRequest(user_id, chat_id, photo, [choice], options, meta)
     try:
-        job_id, _ = await svc.queue.submit(request)
+        job_id, _ = await svc.queue.submit(request, key=key)
     except TooManyActiveJobs as exc:
         await say(context, t(lang, "too_many_jobs", limit=exc.limit))
         return
@@ -91,6 +106,6 @@ async def submit(context: BotContext, lang: str, photo: bytes, style: str) -> No
     except QueueUnavailable:
         await say(context, t(lang, "queue_unavailable"))
         return
-    svc.store.update(user_id, last_style=style)
+    await svc.store.update(user_id, last_style=style)
     log_event(log, "job.submitted", job=job_id, user_id=user_id, style=style, size=options.size)
-    svc.follower.follow(job_id)
+    svc.follower.follow(job_id)  # a job found by its key is followed already, or delivered

@@ -11,7 +11,7 @@ from telegram.ext import JobQueue, filters
 from bot import keyboards
 from bot.context import BotContext
 from bot.conversation import State
-from bot.handlers.jobs import say, submit
+from bot.handlers.jobs import job_key, say, submit
 from bot.media import download_image, refusal
 from bot.services import Album
 from bot.store import OWN_STYLE
@@ -48,7 +48,7 @@ async def photo(update: Update, context: BotContext) -> State | None:
     data = await _download(update, context)
     if data is None:
         return None  # the state stays as it was
-    context.services.store.save_image(context.user_id, "photo", data)
+    await context.services.store.save_image(context.user_id, "photo", data)
     markup = keyboards.styles(context.lang, context.services.paintings)
     await say(context, t(context.lang, "pick_style"), reply_markup=markup)
     return State.CHOOSING_STYLE
@@ -60,17 +60,18 @@ async def style_picture(update: Update, context: BotContext) -> State | None:
     if data is None:
         return None
     store = context.services.store
-    photo = store.image(context.user_id, "photo")
+    photo = await store.image(context.user_id, "photo")
     if photo is None:
         await say(context, t(context.lang, "no_photo"))
         return State.WAITING_PHOTO
-    store.save_image(context.user_id, "style", data)
-    await submit(context, context.lang, photo, OWN_STYLE)
+    await store.save_image(context.user_id, "style", data)
+    await submit(context, context.lang, photo, OWN_STYLE, job_key(update))
     return State.CHOOSING_STYLE
 
 
 async def album_part(update: Update, context: BotContext) -> None:
-    """One image of an album: collect it, and (re)start the timer that ends the album."""
+    """One image of an album: collect it, and (re)start the timer that ends the album. The part
+    stays unhandled until the album is done, so a crash in between replays the whole album."""
     message = update.effective_message
     data = await _download(update, context)
     if message is None or message.media_group_id is None or data is None:
@@ -80,6 +81,8 @@ async def album_part(update: Update, context: BotContext) -> None:
         group, Album(context.chat_id, context.user_id, context.lang)
     )
     album.images[message.message_id] = data
+    album.updates.append(update.update_id)
+    context.services.updates.hold(update.update_id)
     name = f"album:{group}"
     jobs = cast("JobQueue[BotContext] | None", context.job_queue)  # PTB leaves its type open
     if jobs is None:
@@ -99,19 +102,23 @@ async def album_part(update: Update, context: BotContext) -> None:
 async def _album_done(context: BotContext) -> None:
     """Two images: photo then style. One: an ordinary photo. More: explain."""
     svc = context.services
-    job = context.job
-    album = svc.albums.pop(str(job.data), None) if job is not None else None
+    group = str(context.job.data) if context.job is not None else ""
+    album = svc.albums.pop(group, None)
     if album is None:
         return
     images = [album.images[k] for k in sorted(album.images)]
     lang = album.lang
-    if len(images) == 1:
-        svc.store.save_image(album.user_id, "photo", images[0])
-        markup = keyboards.styles(lang, svc.paintings)
-        await say(context, t(lang, "pick_style"), reply_markup=markup)
-    elif len(images) == 2:
-        svc.store.save_image(album.user_id, "photo", images[0])
-        svc.store.save_image(album.user_id, "style", images[1])
-        await submit(context, lang, images[0], OWN_STYLE)
-    else:
-        await say(context, t(lang, "album_two"))
+    try:
+        if len(images) == 1:
+            await svc.store.save_image(album.user_id, "photo", images[0])
+            markup = keyboards.styles(lang, svc.paintings)
+            await say(context, t(lang, "pick_style"), reply_markup=markup)
+        elif len(images) == 2:
+            await svc.store.save_image(album.user_id, "photo", images[0])
+            await svc.store.save_image(album.user_id, "style", images[1])
+            key = f"album:{album.chat_id}:{group}"  # a replayed album finds its job
+            await submit(context, lang, images[0], OWN_STYLE, key)
+        else:
+            await say(context, t(lang, "album_two"))
+    finally:
+        await svc.updates.release(album.updates)

@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.conversation import NAME, State
 from engine.queue import JobRequest
-from tests.doubles.bot_helpers import BotFactory, jpeg
+from tests.doubles.bot_helpers import BotFactory, eventually, jpeg
 from tests.doubles.fake_telegram import Call, FakeTelegram
 
 
@@ -26,8 +26,8 @@ async def test_buttons_answer_after_the_job_exists(
         queue = app.bot_data["services"].queue
         submit = queue.submit
 
-        async def recording_submit(request: JobRequest) -> Any:
-            result = await submit(request)
+        async def recording_submit(request: JobRequest, **kwargs: Any) -> Any:
+            result = await submit(request, **kwargs)
             order.append(f"job {result[0]}")
             return result
 
@@ -56,14 +56,12 @@ async def test_waiting_for_the_style_picture_survives_a_restart(
         store = app.bot_data["services"].store
         ann.photo(photo)
         menu = await ann.wait_menu()
-        assert await telegram.wait_for(
-            lambda: store.conversations(NAME) == {(702, 702): State.CHOOSING_STYLE}
-        )
+        await eventually(lambda: store.conversations(NAME), {(702, 702): State.CHOOSING_STYLE})
         ann.press(menu, "own")
         await ann.wait_text("Now send the picture whose style")
         # on disk while the bot still runs: a kill -9 now would not forget it either
-        assert await telegram.wait_for(
-            lambda: store.conversations(NAME) == {(702, 702): State.WAITING_STYLE_PICTURE}
+        await eventually(
+            lambda: store.conversations(NAME), {(702, 702): State.WAITING_STYLE_PICTURE}
         )
     async with start_bot():
         ann.photo(style)
@@ -87,7 +85,7 @@ async def test_a_painting_instead_of_the_style_picture_and_forget(
         assert "Scream" in (result.caption or "")
         ann.photo(jpeg(seed=74))  # so this is a new photo to repaint, not a style
         await ann.wait_menu(after=1)
-        assert store.conversations(NAME) == {(703, 703): State.CHOOSING_STYLE}
+        assert await store.conversations(NAME) == {(703, 703): State.CHOOSING_STYLE}
         ann.text("/forget")
         await ann.wait_text("Done: your pictures, jobs and settings are deleted.")
-        await telegram.wait_for(lambda: store.conversations(NAME) == {})
+        await eventually(lambda: store.conversations(NAME), {})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from bot.follow import REASON_TEXTS, failure_text
+from bot.job_texts import REASON_TEXTS, failure_text
 from bot.keyboards import FAILURE_ACTIONS, failure
 from bot.texts import BUNDLES, t
 from engine import errors
@@ -106,4 +106,4 @@ async def test_try_again_repaints_and_broken_weights_offer_nothing(
         await telegram.wait_for(
             lambda: sum(t("en", "gallery_error") in (m.text or "") for m in ann.messages()) == 3
         )
-        assert app.bot_data["services"].store.user(43).quality == "fast"
+        assert (await app.bot_data["services"].store.user(43)).quality == "fast"

@@ -1,6 +1,7 @@
 """Follower under faults, without processes: a queue double that goes away and a bot double that
-records what the user would see. Covers a graceful stop during a result upload (it finishes, the
-sent mark is saved, nothing is resent) and the once-per-outage "delayed, not lost" notice."""
+records what the user would see. Covers a graceful stop during a result upload (it finishes
+however long it takes, the sent mark is saved, nothing is resent; nothing new starts uploading)
+and the once-per-outage "delayed, not lost" notice."""
 
 from __future__ import annotations
 
@@ -88,16 +89,34 @@ async def test_close_lets_an_upload_in_flight_finish_and_marks_it_sent(tmp_path:
     store.close()
 
 
-async def test_close_cancels_an_upload_that_outlives_the_grace(tmp_path: Path) -> None:
-    bot, queue, store = SlowBot(upload_s=30.0), FlakyQueue(), Store(tmp_path)
+async def test_close_never_cuts_an_upload_short_even_past_the_grace(tmp_path: Path) -> None:
+    """An upload cut short by the stop could still reach the chat (Telegram keeps what it
+    received) with no sent mark saved, and the next start would send it again: issue 21's
+    duplicate. So the stop waits for it, however long the grace; the grace bounds the rest."""
+    bot, queue, store = SlowBot(upload_s=1.0), FlakyQueue(), Store(tmp_path)
     follower = Follower(bot, queue, store, grace_s=0.2)  # type: ignore[arg-type]
     follower.follow("j1")
     await wait_until(lambda: follower.uploading)
-    started = time.monotonic()
     await follower.close()
-    assert time.monotonic() - started < 2.0
-    assert bot.sent == [] and queue.acknowledged == []  # stays undelivered: resumes next start
-    assert not store.job_messages("j1").sent
+    assert [kind for kind, _ in bot.sent] == ["photo"]
+    assert (await store.job_messages("j1")).sent  # the next start only acknowledges it
+    store.close()
+
+
+async def test_a_result_that_arrives_during_the_stop_is_not_uploaded(tmp_path: Path) -> None:
+    """Once the stop has begun no delivery starts an upload (it could not be waited for in
+    time, and a cut one may be a duplicate); the job stays undelivered for the next start."""
+    bot, queue, store = SlowBot(), FlakyQueue(result_after_s=0.3), Store(tmp_path)
+    follower = Follower(bot, queue, store, grace_s=5.0)  # type: ignore[arg-type]
+    follower.follow("j1")
+    await asyncio.sleep(0.1)
+    follower.stopping = True  # what close() does first; the task is not cancelled yet
+    await asyncio.sleep(0.5)  # the result came: the delivery must not send it
+    await follower.close()
+    assert bot.sent == [] and queue.acknowledged == []
+    assert not (await store.job_messages("j1")).sent
+    follower.follow("j1")  # a stopped follower starts nothing
+    assert not follower.tasks
     store.close()
 
 

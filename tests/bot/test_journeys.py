@@ -159,7 +159,7 @@ async def test_settings_change_shows_in_the_next_result(
         results = await ann.wait_result(2)
         assert results[1].image_size() == (320, 160)
         assert "Scream" in (results[1].caption or "")
-        assert app.bot_data["services"].store.user(51).strength == "strong"
+        assert (await app.bot_data["services"].store.user(51)).strength == "strong"
 
 
 async def choose(user: FakeUser, photo: bytes, slug: str = "klimt-the-kiss") -> None:
@@ -265,7 +265,8 @@ async def test_forget_and_blocked_user(telegram: FakeTelegram, start_bot: BotFac
         bob = telegram.user(96)
         await choose(bob, jpeg(seed=16))
         await bob.wait_result()
-        assert svc.store.image(96, "photo") is not None
+        assert await svc.store.image(96, "photo") is not None
         bob.text("/forget")
         await bob.wait_text("Done: your pictures, jobs and settings are deleted.")
-        assert svc.store.image(96, "photo") is None and svc.store.user(96).last_style is None
+        assert await svc.store.image(96, "photo") is None
+        assert (await svc.store.user(96)).last_style is None

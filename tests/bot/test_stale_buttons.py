@@ -24,5 +24,5 @@ async def test_an_unknown_quality_or_strength_changes_nothing(
         ann.press(menu, "st:munch-the-scream")
         [result] = await ann.wait_result()
         assert result.image_size() == (256, 128)  # painted, at the fast size
-        prefs = app.bot_data["services"].store.user(61)
+        prefs = await app.bot_data["services"].store.user(61)
         assert (prefs.quality, prefs.strength) == ("fast", "medium")

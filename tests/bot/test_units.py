@@ -17,7 +17,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 
 from bot import keyboards, tg
 from bot.conversation import NAME, State
-from bot.follow import bar, duration
+from bot.job_texts import bar, duration
 from bot.pacing import ATTEMPTS, ForegroundFirstLimiter
 from bot.store import JobMessages, Store
 from engine.queue import QueueUnavailable
@@ -44,23 +44,25 @@ def test_callback_data_fits_in_64_bytes() -> None:
         keyboards.data("x", "y" * 70)
 
 
-def test_store_survives_reopening(tmp_path: Path) -> None:
+async def test_store_survives_reopening(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    store.update(7, lang="ru", quality="high", keep_colors=True)
-    store.set_conversation(NAME, (7, 7), State.WAITING_STYLE_PICTURE)  # "next image is the style"
-    store.save_image(7, "photo", b"jpeg-bytes")
-    store.set_job_messages("job1", 7, JobMessages(status_msg=10, preview_msg=11))
+    await store.update(7, lang="ru", quality="high", keep_colors=True)
+    # "next image is the style"
+    await store.set_conversation(NAME, (7, 7), State.WAITING_STYLE_PICTURE)
+    await store.save_image(7, "photo", b"jpeg-bytes")
+    await store.set_job_messages("job1", 7, JobMessages(status_msg=10, preview_msg=11))
     store.close()
     again = Store(tmp_path)
-    prefs = again.user(7)
+    prefs = await again.user(7)
     assert (prefs.lang, prefs.quality, prefs.keep_colors) == ("ru", "high", True)
-    assert again.conversations(NAME) == {(7, 7): State.WAITING_STYLE_PICTURE}
-    assert again.image(7, "photo") == b"jpeg-bytes"
-    assert again.job_messages("job1") == JobMessages(10, 11, False)
-    again.forget(7)
-    assert again.user(7).lang is None and again.image(7, "photo") is None
-    assert again.job_messages("job1") == JobMessages()
-    assert again.conversations(NAME) == {}
+    assert await again.conversations(NAME) == {(7, 7): State.WAITING_STYLE_PICTURE}
+    assert await again.image(7, "photo") == b"jpeg-bytes"
+    assert await again.job_messages("job1") == JobMessages(10, 11, False)
+    await again.forget(7)
+    assert (await again.user(7)).lang is None and await again.image(7, "photo") is None
+    assert await again.job_messages("job1") == JobMessages()
+    assert await again.conversations(NAME) == {}
+    again.close()
 
 
 def test_progress_formatting() -> None:
@@ -126,7 +128,7 @@ async def test_health_endpoint_and_queue_unavailable(
                 assert "orsay_telegram_errors_total" in await r.text()
         queue = app.bot_data["services"].queue
 
-        async def unavailable(request: object) -> tuple[str, int]:
+        async def unavailable(request: object, **kwargs: object) -> tuple[str, int]:
             raise QueueUnavailable("redis is restarting")
 
         monkeypatch.setattr(queue, "submit", unavailable)

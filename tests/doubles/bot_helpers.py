@@ -1,5 +1,6 @@
 """Helpers for bot tests: a factory that runs the real bot in-process against the fake Bot API,
-a JPEG maker, and the SIGTERM-then-kill teardown for bot subprocesses."""
+a JPEG maker, the SIGTERM-then-kill teardown for bot subprocesses, and `eventually` for state
+that is read asynchronously (the bot's store)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import io
 import random
 import signal
 import subprocess
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -35,3 +37,13 @@ async def stop_bot_process(proc: subprocess.Popen[bytes]) -> None:
         await asyncio.to_thread(proc.wait, 15)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+async def eventually(
+    read: Callable[[], Awaitable[Any]], expected: Any, timeout: float = 10.0
+) -> None:
+    """Wait until `await read()` equals `expected`; fail with the last value read."""
+    deadline = time.monotonic() + timeout
+    while (value := await read()) != expected:
+        assert time.monotonic() < deadline, f"still {value!r}, not {expected!r}"
+        await asyncio.sleep(0.02)

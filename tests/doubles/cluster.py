@@ -43,20 +43,21 @@ class ChaosTelegram(FakeTelegram):
         self.before: list[Callable[[str, dict[str, Any]], Any]] = []
         self.after: list[Callable[[str, dict[str, Any]], Any]] = []  # answered, not yet replied
         self.upload_delay_s = 0.0  # extra time a result upload takes (sendPhoto with a caption)
-        self.last_update_id = 0
-
-    def push_update(self, update: dict[str, Any]) -> None:
-        super().push_update(update)
-        self.last_update_id = int(update["update_id"])
+        self.uploading = 0  # result uploads received and not answered yet
 
     async def _answer(self, method: str, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         for hook in list(self.before):
             outcome = hook(method, params)
             if asyncio.iscoroutine(outcome):
                 await outcome
-        if self.upload_delay_s and is_result_upload(method, params):
-            await asyncio.sleep(self.upload_delay_s)
-        response = await super()._answer(method, params, files)
+        upload = is_result_upload(method, params)
+        self.uploading += upload
+        try:
+            if self.upload_delay_s and upload:
+                await asyncio.sleep(self.upload_delay_s)
+            response = await super()._answer(method, params, files)
+        finally:
+            self.uploading -= upload
         for hook in list(self.after):
             hook(method, params)
         return response
@@ -118,6 +119,14 @@ class Outcome:
     lost: int = 0
     unanswered: int = 0
 
+    def add(self, other: Outcome) -> None:
+        """Count `other` (a repetition of the same scenario) in this one too."""
+        self.accepted += other.accepted
+        self.delivered_once += other.delivered_once
+        self.duplicates += other.duplicates
+        self.lost += other.lost
+        self.unanswered += other.unanswered
+
     def row(self) -> str:
         return (
             f"{self.scenario:<34} {self.accepted:>8} {self.delivered_once:>14} "
@@ -133,6 +142,7 @@ class Press:
     at: float
     slug: str
     update_id: int = 0  # the callback query's update, to tell when polling confirmed it
+    query_id: str = ""  # the callback query's id (answerCallbackQuery names it)
 
 
 @dataclass
@@ -225,10 +235,17 @@ class Cluster:
 
     async def order(self, user: FakeUser, slug: str, seed: int, extra: bytes = b"") -> Press:
         """The user sends a photo, waits for the style menu and presses `slug`."""
+        return self.press(user, await self.menu_for(user, seed, extra), slug)
+
+    async def menu_for(self, user: FakeUser, seed: int, extra: bytes = b"") -> Sent:
+        """The user sends a photo; the style menu the bot answers with."""
         user.photo(jpeg(seed=seed, extra=extra))
-        menu = await user.wait_menu(after=len(user.menus()), timeout=30)
+        return await user.wait_menu(after=len(user.menus()), timeout=30)
+
+    def press(self, user: FakeUser, menu: Sent, slug: str) -> Press:
+        """The user presses `slug` on `menu` (the update is pushed before this returns)."""
         press = Press(user, time.monotonic(), slug)
-        user.press(menu, f"st:{slug}")
+        press.query_id = user.press(menu, f"st:{slug}")
         press.update_id = self.telegram.last_update_id
         self.presses.append(press)
         return press
@@ -308,14 +325,17 @@ class Cluster:
             lines.extend(hits[-40:])
         return "\n".join(lines)
 
-    def outcome(self, scenario: str, *, unavailable_text: str) -> Outcome:
-        """Count, per press: answered (the bot said anything after it), accepted (answered with
-        more than 'temporarily unavailable'), and per user the result photos against the
-        accepted presses: delivered once, duplicates (extra copies), lost (no result)."""
+    def outcome(
+        self, scenario: str, *, unavailable_text: str, presses: list[Press] | None = None
+    ) -> Outcome:
+        """Count, per press (of `presses`, default all): answered (the bot said anything after
+        it), accepted (answered with more than 'temporarily unavailable'), and per user the
+        result photos against the accepted presses: delivered once, duplicates (extra copies),
+        lost (no result). The users of `presses` must have pressed nothing else."""
         out = Outcome(scenario)
         accepted_by_user: dict[int, int] = {}
         users: dict[int, FakeUser] = {}
-        for press in self.presses:
+        for press in self.presses if presses is None else presses:
             users[press.user.id] = press.user
             replies = self.replies(press)
             if not replies:

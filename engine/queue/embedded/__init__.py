@@ -114,8 +114,10 @@ class SqliteQueue:
 
     # -- the seam --------------------------------------------------------------------------
 
-    async def submit(self, request: JobRequest) -> tuple[str, int]:
-        job_id, position = await self._run(lambda: self._s().submit(request))
+    async def submit(self, request: JobRequest, *, key: str | None = None) -> tuple[str, int]:
+        job_id, position, created = await self._run(lambda: self._s().submit(request, key))
+        if not created:
+            return job_id, position
         metrics.JOBS.labels(state="queued").inc()
         if self._painter is not None:
             self._painter.wake()

@@ -50,8 +50,18 @@ CREATE TABLE IF NOT EXISTS job_blobs (
 CREATE INDEX IF NOT EXISTS job_blobs_sha ON job_blobs (sha256);
 """
 
+# Idempotent submits (the bot keys a job by the update that asked for it, so a replayed update
+# finds its job). A table of its own, so that it needs no change to `jobs`.
+V2_JOB_KEYS = """
+CREATE TABLE IF NOT EXISTS job_keys (
+    key TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
 # Step n (1-based) brings a file from version n - 1 to n. Append only.
-MIGRATIONS: tuple[str, ...] = (V1_JOBS_AND_BLOBS,)
+MIGRATIONS: tuple[str, ...] = (V1_JOBS_AND_BLOBS, V2_JOB_KEYS)
 
 
 class SchemaTooNew(RuntimeError):

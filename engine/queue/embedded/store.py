@@ -39,6 +39,7 @@ from engine.queue.seam import (
 
 log = logging.getLogger(__name__)
 
+KEEP_KEYS_S = 2 * 86400  # a key answers for its job this long (a replay comes within minutes)
 # A blob lives while a job that still holds its pictures (request not NULL) refers to it.
 DROP_BLOBS = (
     "DELETE FROM job_blobs WHERE job_id NOT IN (SELECT id FROM jobs WHERE request IS NOT NULL)",
@@ -131,11 +132,18 @@ class SqliteJobStore:
         ).fetchall()
         return [r[0] for r in reversed(rows)]
 
-    def submit(self, request: JobRequest) -> tuple[str, int]:
+    def submit(self, request: JobRequest, key: str | None = None) -> tuple[str, int, bool]:
+        """Queue `request`: (job id, place in line, True). With a `key` already used, the job
+        that made it instead: (its id, its place in line or 0 once it no longer waits, False),
+        looked up before the limits, so a replayed request is never refused."""
         conn = self.conn
         job_id = uuid.uuid4().hex
         stored, shared = blobs.split(request)
         with transaction(conn):
+            known = self._keyed(key)
+            if known is not None:
+                order = self.order()
+                return known, order.index(known) + 1 if known in order else 0, False
             active = conn.execute(
                 "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND state IN (?, ?)",
                 (request.user_id, *ACTIVE),
@@ -160,9 +168,24 @@ class SqliteJobStore:
             for sha, data in shared.items():
                 conn.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?)", (sha, data))
                 conn.execute("INSERT INTO job_blobs (job_id, sha256) VALUES (?, ?)", (job_id, sha))
+            if key is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO job_keys (key, job_id, created_at) VALUES (?, ?, ?)",
+                    (key, job_id, time.time()),
+                )
             order = self.order()
         metrics.QUEUE_LENGTH.set(queued + 1)
-        return job_id, order.index(job_id) + 1
+        return job_id, order.index(job_id) + 1, True
+
+    def _keyed(self, key: str | None) -> str | None:
+        """The job submitted with `key`, if it is still on record."""
+        if key is None:
+            return None
+        row = self.conn.execute(
+            "SELECT k.job_id FROM job_keys k JOIN jobs j ON j.id = k.job_id WHERE k.key = ?",
+            (key,),
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def order(self) -> list[str]:
         """The waiting line, fair order (engine.queue.policy)."""
@@ -225,6 +248,7 @@ class SqliteJobStore:
             "DELETE FROM jobs WHERE delivered = 1 AND finished_at < ?",
             (now - max(self.retention_s, KEEP_RECORDS_S),),
         )
+        self.conn.execute("DELETE FROM job_keys WHERE created_at < ?", (now - KEEP_KEYS_S,))
         self._drop_blobs()
 
     def _drop_blobs(self) -> None:
@@ -241,6 +265,10 @@ class SqliteJobStore:
                 "SELECT id, state FROM jobs WHERE user_id = ? AND state IN (?, ?)",
                 (user_id, *ACTIVE),
             ).fetchall()
+            conn.execute(
+                "DELETE FROM job_keys WHERE job_id IN (SELECT id FROM jobs WHERE user_id = ?)",
+                (user_id,),
+            )
             conn.execute("DELETE FROM jobs WHERE user_id = ?", (user_id,))
         self._drop_blobs()
         self.update_gauges()

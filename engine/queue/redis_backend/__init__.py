@@ -95,7 +95,7 @@ class RedisQueue:
 
     # -- the seam --------------------------------------------------------------------------
 
-    async def submit(self, request: JobRequest) -> tuple[str, int]:
+    async def submit(self, request: JobRequest, *, key: str | None = None) -> tuple[str, int]:
         job_id = uuid.uuid4().hex
         stored, shared = blobs.split(request)
         shas = list(shared)
@@ -107,6 +107,7 @@ class RedisQueue:
             k.UNDELIVERED,
             k.LINE,
             *k.blob_keys(shas),
+            k.submitted_key(key),
         ]
         args: list[Any] = [
             job_id,
@@ -121,7 +122,11 @@ class RedisQueue:
             *shared.values(),
         ]
         with unavailable_on_error():
-            position = (await self._scripts["SUBMIT"](keys=keys, args=args))[0]
+            reply = await self._scripts["SUBMIT"](keys=keys, args=args)
+            position = reply[0]
+            if position == -3:  # submitted before with this key: that job, not a new one
+                known = text(reply[1]) or ""
+                return known, await self.position(known) or 0
         if position == -1:
             raise TooManyActiveJobs(self.limits.per_user)
         if position == -2:
@@ -220,12 +225,14 @@ class RedisQueue:
                         await pipe.watch(user_key)
                         ids = [text(i) or "" for i in await pipe.smembers(user_key)]
                         records = [
-                            await pipe.hmget(k.job_key(job_id), ["state", "blobs"])
+                            await pipe.hmget(k.job_key(job_id), ["state", "blobs", "submitted"])
                             for job_id in ids
                         ]
                         pipe.multi()
-                        for job_id, (_, shas_b) in zip(ids, records, strict=True):
+                        for job_id, (_, shas_b, submitted) in zip(ids, records, strict=True):
                             await self._release(job_id, shas_b, 0, client=pipe)
+                            if submitted:  # its submit key would name a job that is gone
+                                pipe.delete(text(submitted) or "")
                             gone = encode_event(JobEvent(job_id, "cancelled"))
                             pipe.delete(k.job_key(job_id))
                             pipe.xadd(k.events_key(job_id), {"e": gone})
@@ -238,7 +245,7 @@ class RedisQueue:
                         break
                     except WatchError:  # the user submitted meanwhile: read again
                         continue
-        waiting = sum(text(state) == JobState.QUEUED.value for state, _ in records)
+        waiting = sum(text(state) == JobState.QUEUED.value for state, _, _ in records)
         if waiting:
             metrics.JOBS.labels(state="cancelled").inc(waiting)
 

@@ -15,6 +15,7 @@ is ours, and nothing of ours is anybody else's: the waiting line has one source 
     orsay:waits           list    recent wait seconds, newest first (stats)
     orsay:workers         zset    worker name -> last heartbeat (unix s)
     orsay:day:<YYYYMMDD>  hash    jobs finished that day, by state
+    orsay:submitted:<key> string  the job a keyed submit made (a replayed submit finds it)
     orsay:blob:<sha256>   string  a gallery painting's bytes, stored once (engine.queue.blobs)
     orsay:blobrefs:<sha>  zset    the jobs that need that blob -> until when (unix s; +inf
                                   while the job keeps its pictures). Blob and refs expire with
@@ -47,6 +48,7 @@ USER_PREFIX = PREFIX + "user:"
 DAY_PREFIX = PREFIX + "day:"
 BLOB_PREFIX = PREFIX + "blob:"
 BLOB_REFS_PREFIX = PREFIX + "blobrefs:"
+SUBMITTED_PREFIX = PREFIX + "submitted:"
 
 RANK_SPAN_MS = 10_000_000_000  # ~115 days: ranks never mix for jobs submitted within that span
 MAX_RANK = 100  # waiting jobs one user may have (ORSAY_JOBS_PER_USER is capped at it)
@@ -57,6 +59,7 @@ RECENT_WAITS = 50
 KEEP_RECORDS_S = 2 * 86400  # a delivered job's record, without its pictures
 DAY_KEY_TTL_S = 3 * 86400
 FORGOTTEN_STREAM_TTL_S = 60  # followers of a forgotten job still hear `cancelled`
+SUBMITTED_TTL_S = 2 * 86400  # a submit key answers for its job this long (replays take minutes)
 
 
 def job_key(job_id: str) -> str:
@@ -99,6 +102,11 @@ def job_keys(job_id: str, user_id: int | str) -> list[str]:
     """KEYS of one job for CLAIM and CLAIM_MORE: its record, its user's active jobs, its lease and
     its events."""
     return [job_key(job_id), active_key(user_id), lease_key(job_id), events_key(job_id)]
+
+
+def submitted_key(key: str | None) -> str:
+    """SUBMIT's last KEY: where a keyed submit records its job; '' for a submit without key."""
+    return "" if key is None else SUBMITTED_PREFIX + key
 
 
 def blob_keys(shas: list[str]) -> list[str]:

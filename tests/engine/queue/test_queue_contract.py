@@ -242,3 +242,38 @@ async def test_eta_follows_measured_run_times(make_queue: QueueFactory) -> None:
     if first.kind == "queued":  # a fresh measurement, not the 60 s default
         assert first.eta_s is not None and first.eta_s < 5
     await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_keyed_submit_is_made_once_and_never_refused(make_queue: QueueFactory) -> None:
+    """The bot keys a job by the update that asked for it: a replayed update finds its job,
+    even when the user is at their limit (the job that holds the limit is that very job)."""
+    queue = await make_queue(limits=QueueLimits(per_user=1))
+    first, position = await queue.submit(request(user=1), key="cq-1")
+    again = await queue.submit(request(user=1, content=b"replayed"), key="cq-1")
+    assert again == (first, position) and position == 1
+    assert [job.id for job in await queue.active_jobs(1)] == [first]
+    assert (await queue.stats()).queued == 1
+    with pytest.raises(TooManyActiveJobs):
+        await queue.submit(request(user=1), key="cq-2")  # another key is another job
+    other, _ = await queue.submit(request(user=2))  # no key: every submit is a job
+    assert other != first and len(await queue.active_jobs(2)) == 1
+
+
+async def test_a_keyed_submit_finds_its_job_after_delivery(make_queue: QueueFactory) -> None:
+    queue = await make_queue(painter=StubPainter())
+    job_id, _ = await queue.submit(request(user=3), key="u:3:17")
+    assert [e.kind for e in await follow(queue, job_id)][-1] == "done"
+    await queue.acknowledge(job_id)
+    assert await queue.submit(request(user=3), key="u:3:17") == (job_id, 0)  # not painted again
+    assert await queue.undelivered() == [] and await queue.active_jobs(3) == []
+    assert (await queue.stats()).done_today == 1
+
+
+async def test_forget_frees_the_submit_keys_of_the_user(make_queue: QueueFactory) -> None:
+    queue = await make_queue()
+    job_id, _ = await queue.submit(request(user=4), key="cq-9")
+    kept, _ = await queue.submit(request(user=5), key="cq-10")
+    await queue.forget(4)
+    fresh, position = await queue.submit(request(user=4), key="cq-9")
+    assert fresh != job_id and position == 2  # behind user 5's job
+    assert await queue.submit(request(user=5), key="cq-10") == (kept, 1)
