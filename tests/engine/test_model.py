@@ -134,3 +134,27 @@ def test_import_touches_no_network() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_bf16_runs_the_network_cast_once_with_autocasts_numbers() -> None:
+    """The bf16 network is a copy with bf16 weights made once, not autocast re-casting every
+    frozen weight at every forward (27 casts per forward to relu5_1 before): same features as
+    autocast, one cast per forward (the input's)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from engine.objective import Context
+
+    net = build_features("vgg19", "random")
+    ctx = Context(net, torch.device("cpu"), "bf16", one_forward=True)
+    x = torch.rand((1, 3, 40, 32), generator=torch.Generator().manual_seed(0))
+    layers = ("relu1_1", "relu3_1", "relu5_1")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = net(x, layers)
+    got = ctx.features(x, layers)
+    for name in layers:
+        assert got[name].dtype == torch.bfloat16
+        assert torch.equal(got[name], expected[name]), name
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        ctx.features(x, layers)
+    assert sum(e.name == "aten::_to_copy" for e in prof.events()) == 1
+    assert ctx.net.cast(torch.bfloat16) is ctx.net.cast(torch.bfloat16)  # made once
