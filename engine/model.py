@@ -114,7 +114,12 @@ class VGGFeatures(nn.Module):
             if dtype not in self._casts:
                 twin = copy.copy(self)
                 twin._modules = dict(self._modules)
-                twin.layers = copy.deepcopy(self.layers).to(dtype)
+                # the new weights stand in for the old in the copy, so no fp32 copy is made
+                memo: dict[int, object] = {
+                    id(p): nn.Parameter(p.detach().to(dtype), requires_grad=False)
+                    for p in self.layers.parameters()
+                }
+                twin.layers = copy.deepcopy(self.layers, memo)
                 twin._casts, twin._lock = {}, threading.Lock()
                 self._casts[dtype] = twin
             return self._casts[dtype]
