@@ -202,8 +202,8 @@ class BatchBoxLBFGS:
         # the quasi-Newton model as well as the step (the active set of L-BFGS-B, simplified).
         pinned = ((x <= self.lower) & (g > 0)) | ((x >= self.upper) & (g < 0))
         free_g = g.masked_fill(pinned, 0.0)
-        stacked = torch.cat([y, free_g]).view(2 * b, *self._image)
-        py, pg = self.precondition(stacked).view(2, b, n).unbind(0)
+        stacked = torch.cat([y, free_g])
+        py, pg = self.precondition(stacked.view(2 * b, *self._image)).view(2, b, n).unbind(0)
 
         # The pair goes to the row's next ring slot (its oldest), or to the scratch slot.
         slot = torch.where(done, self.ptr, m)
@@ -212,7 +212,8 @@ class BatchBoxLBFGS:
         self.ptr = ptr = torch.where(done, (self.ptr + 1) % m, self.ptr)
         # One pass over the memory: every stored s and P y against y_new and g, taken oldest
         # first (the i-th oldest pair sits in ring slot (ptr + i) mod m).
-        dots = torch.bmm(self.memory, torch.stack([y, free_g], 2)).to(small)
+        # [y, g] as each row's (N, 2) column-major matrix: a view of `stacked`, not a copy
+        dots = torch.bmm(self.memory, stacked.view(2, b, n).permute(1, 2, 0)).to(small)
         chrono = (ptr + self._ring) % m
         order = torch.cat([chrono, chrono + slots], 1).unsqueeze(2)
         on_s, on_py = dots.gather(1, order.expand(b, 2 * m, 2)).view(b, 2, m, 2).unbind(1)
