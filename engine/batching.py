@@ -31,6 +31,7 @@ def bucket_key(content_size: tuple[int, int], options: StylizeOptions) -> Hashab
         options.content_layers,
         options.style_layers,
         options.style_layer_weights,
+        options.tile,
         options.tuning,
     )
 

@@ -275,7 +275,7 @@ class TiledLoss:
         self.on_tile = on_tile  # (tile passes done, passes this evaluation): progress events
         self.layers = loss.layers
 
-    def select(self, rows: Sequence[int]) -> TiledLoss:
+    def select(self, rows: Sequence[int] | torch.Tensor) -> TiledLoss:
         return TiledLoss(self.loss.select(rows), self.tile, self.margin, self.on_tile)
 
     def _style(

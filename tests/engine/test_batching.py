@@ -26,6 +26,7 @@ def test_shape_network_and_schedule_split_buckets() -> None:
     assert bucket_key((960, 640), dataclasses.replace(base, scales=(192, 384))) != key
     tuned = dataclasses.replace(base, tuning=Tuning(lbfgs_history=10))
     assert bucket_key((960, 640), tuned) != key
+    assert bucket_key((960, 640), dataclasses.replace(base, tile=256)) != key
 
 
 def test_group_keeps_first_come_order_and_the_limit() -> None:
