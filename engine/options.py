@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from PIL import Image
 
-Quality = Literal["fast", "balanced", "high"]
+Quality = Literal["fast", "balanced", "high", "print"]
 ColorMode = Literal["off", "luminance", "histogram"]
 ModelName = Literal["vgg19", "vgg16"]
 OptimizerName = Literal["lbfgs", "adam"]
