@@ -14,6 +14,7 @@ seconds. A GPU out-of-memory error re-plans the schedule smaller (engine.schedul
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -101,6 +102,12 @@ def _paint_scale(
             loss, tile, on_tile=lambda done, total: _tile_done(reporters, done, total)
         )
     tuning = reporters[0].plan.tuning(index, jobs[0].options.tuning)
+    if tile is not None:  # the optimizer's history is picture-sized: keep it within the tile's
+        opts, (height, width) = jobs[0].options, contents.shape[-2:]
+        pairs = tiling.history_within(
+            tile, height, width, opts.model, ctx.precision, tuning.lbfgs_history
+        )
+        tuning = dataclasses.replace(tuning, lbfgs_history=pairs)
     return optimize(ctx, objective, starts, lanes, optimizer, tuning), objective
 
 

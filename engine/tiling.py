@@ -64,6 +64,8 @@ WINDOW_BYTES = {
 }
 MEMORY_SHARE = 0.4  # of the device's free memory one window may take; the rest is picture-sized
 DEFAULT_TILE = 1024  # where the device does not say how much memory it has
+# Fewest L-BFGS pairs a tiled scale keeps: 10 ended 7% above 50 (engine.schedule.PRINT_HISTORY).
+MIN_HISTORY = 10
 
 
 def pick_tile(
@@ -80,6 +82,18 @@ def pick_tile(
         return DEFAULT_TILE
     per_px = WINDOW_BYTES.get((model, precision), max(WINDOW_BYTES.values()))
     return max(MIN_TILE, aligned(int(math.sqrt(free * MEMORY_SHARE / per_px))))
+
+
+def history_within(
+    tile: int, height: int, width: int, model: str, precision: str, wanted: int
+) -> int:
+    """L-BFGS pairs for a tiled scale: as many of `wanted` as fit in one window's budget (the
+    optimizer keeps two fp32 copies of the picture per pair), at least MIN_HISTORY. A small tile
+    is a small memory budget, and the history is picture-sized: at 1024 px in 256 px tiles 50
+    pairs were 840 MB, six windows' worth, and most of the tiled run's peak."""
+    budget = tile * tile * WINDOW_BYTES.get((model, precision), max(WINDOW_BYTES.values()))
+    fit = budget // (2 * 3 * 4 * height * width)
+    return min(wanted, max(MIN_HISTORY, fit))
 
 
 def stride(layer: str) -> int:

@@ -62,6 +62,14 @@ def test_tiles_shrink_before_the_picture() -> None:
     assert tiles.shrink_tile(300, 2048) == 224  # the tile never exceeds the picture
 
 
+def test_a_tiled_scale_keeps_its_lbfgs_history_within_the_tile() -> None:
+    # 256 px windows in bf16 (128 MB) hold 7 pairs of 1024×683 fp32 pictures: the floor, 10
+    assert tiling.history_within(256, 683, 1024, "vgg16", "bf16", 50) == tiling.MIN_HISTORY
+    assert tiling.history_within(1024, 1365, 2048, "vgg16", "bf16", 50) == 30  # 2 GB / 67 MB
+    assert tiling.history_within(1024, 1365, 2048, "vgg16", "bf16", 20) == 20
+    assert tiling.history_within(256, 683, 1024, "vgg16", "bf16", 5) == 5  # a smaller ask stands
+
+
 @pytest.fixture(scope="module")
 def ctx(random_weights_vgg16: Path) -> Context:
     net = build_features("vgg16", str(random_weights_vgg16))
