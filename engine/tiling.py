@@ -28,9 +28,7 @@ loss 0.00269 with both passes, 0.00275 untiled, 0.00730 lagged, with 69 evaluati
 
 from __future__ import annotations
 
-import copy
 import math
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -46,7 +44,6 @@ from engine.losses import (
     statistic_losses,
     total_variations,
 )
-from engine.model import VGGFeatures
 from engine.tiles import MIN_TILE, Tile, aligned, margin_for, plan_tiles
 
 if TYPE_CHECKING:
@@ -143,37 +140,13 @@ class _Crop(torch.autograd.Function):
         return padded, None
 
 
-_HALF: weakref.WeakKeyDictionary[VGGFeatures, VGGFeatures] = weakref.WeakKeyDictionary()
-
-
-def _features(
-    ctx: Context, image: torch.Tensor, layers: Sequence[str], precision: str
-) -> dict[str, torch.Tensor]:
-    """`ctx.features`, with the network's weights already in bf16 for bf16 passes. Autocast
-    casts a frozen layer's weights again at every call (it caches only leaves that need a
-    gradient): once per evaluation untiled, but once per tile and pass here, a tenth of a tiled
-    evaluation at 192 px tiles. The copy (half the network's bytes) computes the same numbers:
-    autocast rounds the weights to bf16 just so."""
-    if precision != "bf16":
-        return ctx.features(image, layers, precision)
-    half = _HALF.get(ctx.net)
-    if half is None:
-        half = copy.deepcopy(ctx.net)
-        half.layers.to(torch.bfloat16)  # the normalization's mean and std stay fp32
-        _HALF[ctx.net] = half
-    from engine.objective import Context  # it imports this module
-
-    shadow = Context(half, ctx.device, ctx.precision, ctx.one_forward)
-    return shadow.features(image, layers, precision)
-
-
 def _passes(
     ctx: Context, x: torch.Tensor, tiles: Sequence[Tile], layers: Sequence[str], precision: str
 ) -> Iterator[tuple[Tile, dict[str, torch.Tensor]]]:
     """Each tile and its window's features at `layers`, without gradient."""
     with torch.no_grad():
         for t in tiles:
-            yield t, _features(ctx, _window(x, t), layers, precision)
+            yield t, ctx.features(_window(x, t), layers, precision)
 
 
 @dataclass
@@ -351,7 +324,7 @@ class TiledLoss:
         content = torch.zeros_like(style)
         for t in tiles:
             window = _window(x, t).requires_grad_(True)
-            feats = _features(ctx, window, self.layers, ctx.precision)
+            feats = ctx.features(window, self.layers)
             error = self._content_error(feats, t, height, width)
             surrogate = (c_w * error).sum()
             for name, d in dsums.items():

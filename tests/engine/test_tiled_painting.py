@@ -111,7 +111,7 @@ def _edges(picture: Image.Image, axis: int) -> torch.Tensor:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # two 256 px paintings in fp32: a minute or so on 2 idle cores
-def test_no_seam_shows_in_a_painting_made_in_tiles(shared_dir: Path) -> None:
+def test_no_seam_shows_in_a_painting_made_in_tiles(test_data: Path, trained_vgg16: Path) -> None:
     """The trained VGG16 fixture paints the cat at 256 px in 128 px tiles and in one piece.
     Where two cores meet, a seam would be a jump between neighbouring pixels: the tiled
     picture's mean jump across each core border, over the untiled picture's across the same
@@ -119,10 +119,10 @@ def test_no_seam_shows_in_a_painting_made_in_tiles(shared_dir: Path) -> None:
     runs of a chaotic optimizer: their per-column means differ by a few percent throughout)."""
     options = StylizeOptions(
         size=256, scales=(256,), steps=20, model="vgg16", precision="fp32", seed=0,
-        weights=str(shared_dir / "weights" / "hed-vgg16-features.pth"), style_cache=False,
+        weights=str(trained_vgg16), style_cache=False,
     )  # fmt: skip
-    photo = Image.open(shared_dir / "photos" / "chelsea-the-cat.png")
-    style = [StyleInput(Image.open(shared_dir / "artworks" / "van-gogh-starry-night.jpg"))]
+    photo = Image.open(test_data / "photos" / "chelsea-the-cat.png")
+    style = [StyleInput(Image.open(test_data / "artworks" / "van-gogh-starry-night.jpg"))]
     whole = stylize(photo, style, dataclasses.replace(options, tile=0)).image
     tiled = stylize(photo, style, dataclasses.replace(options, tile=128))
     assert tiled.report["scales"][-1]["tiles"] == 6

@@ -127,16 +127,15 @@ def test_tiled_values_and_gradient_are_the_untiled_ones(ctx: Context, kind: str)
 
 
 @pytest.fixture(scope="module")
-def trained(shared_dir: Path) -> Context:
+def trained(trained_vgg16: Path) -> Context:
     """The trained VGG16 fixture: margins are set for trained features (engine.tiles)."""
-    net = build_features("vgg16", str(shared_dir / "weights" / "hed-vgg16-features.pth"))
-    return Context(net, torch.device("cpu"), "fp32")
+    return Context(build_features("vgg16", str(trained_vgg16)), torch.device("cpu"), "fp32")
 
 
-def _photo_objective(ctx: Context, shared_dir: Path, side: int) -> tuple[GatysLoss, torch.Tensor]:
+def _photo_objective(ctx: Context, test_data: Path, side: int) -> tuple[GatysLoss, torch.Tensor]:
     """The cat and The Starry Night at `side` px; the point: the photo in the painting's hues."""
-    photo = to_tensor(resize(Image.open(shared_dir / "photos" / "chelsea-the-cat.png"), side), DEV)
-    art = Image.open(shared_dir / "artworks" / "van-gogh-starry-night.jpg").convert("RGB")
+    photo = to_tensor(resize(Image.open(test_data / "photos" / "chelsea-the-cat.png"), side), DEV)
+    art = Image.open(test_data / "artworks" / "van-gogh-starry-night.jpg").convert("RGB")
     w = LossWeights.from_options(StylizeOptions())
     with torch.no_grad():
         feats = ctx.features(photo, w.content_layers)
@@ -151,11 +150,11 @@ def _photo_objective(ctx: Context, shared_dir: Path, side: int) -> tuple[GatysLo
 
 
 def test_seams_do_not_show_in_the_gradient_at_the_default_margin(
-    trained: Context, shared_dir: Path
+    trained: Context, test_data: Path
 ) -> None:
     """Per-column and per-row mean gradient magnitude, tiled (VGG16's 16 px margin) against
     untiled: no column or row, least of all a core border, is more than a few percent off."""
-    loss, x = _photo_objective(trained, shared_dir, 320)  # 320×213 in 128 px tiles
+    loss, x = _photo_objective(trained, test_data, 320)  # 320×213 in 128 px tiles
     assert tiles.margin_for("vgg16") == 16
     values, grad = _untiled(trained, loss, x)
     tv, tg = TiledLoss(loss, 128).value_and_grad(trained, x)
