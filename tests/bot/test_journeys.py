@@ -193,7 +193,7 @@ async def test_without_the_setting_there_is_no_print(
         assert not [data for _, data in panel.buttons() if data == "set:q:print"]
         ann.press(panel, "set:q:print")  # a stale button from when prints were on
         await asyncio.sleep(0.3)
-        assert app.bot_data["services"].store.user(53).quality == "balanced"
+        assert (await app.bot_data["services"].store.user(53)).quality == "balanced"
 
 
 async def choose(user: FakeUser, photo: bytes, slug: str = "klimt-the-kiss") -> None:
