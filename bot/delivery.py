@@ -30,6 +30,7 @@ from bot.store import JobMessages
 from bot.texts import t
 from bot.tg import Blocked, call
 from engine.observability.logs import log_event
+from engine.presets import PRINT
 from engine.queue import JobEvent, JobRecord, QueueUnavailable
 
 if TYPE_CHECKING:
@@ -256,19 +257,27 @@ class Delivery:
         ).replace(" — \n", "\n")
         image = event.result
         markup = keyboards.result(self.lang, keep_colors)
+        name = f"orsay-{meta.get('slug') or 'own'}.jpg"
+        printed = self.job.request.options.quality == PRINT
         self.f.begin_upload(self.job_id)  # Stopping once the bot stops: nothing was sent
         try:
-            await call(
-                lambda: bot.send_photo(chat, image, caption=caption, reply_markup=markup, **BG)
-            )
+            if printed:  # a print is a file: a photo message would be recompressed and shrunk
+                await call(
+                    lambda: bot.send_document(
+                        chat, image, filename=name, caption=caption, reply_markup=markup, **BG
+                    )
+                )
+            else:
+                await call(
+                    lambda: bot.send_photo(chat, image, caption=caption, reply_markup=markup, **BG)
+                )
             # Telegram has it: mark it before any other await, so that only a kill -9 in the
             # upload itself can resend it.
             self.messages.sent = True
             await self._save()
         finally:
             self.f.end_upload(self.job_id)
-        if meta.get("as_file"):  # a courtesy copy, never resent
-            name = f"orsay-{meta.get('slug') or 'own'}.jpg"
+        if meta.get("as_file") and not printed:  # a courtesy copy, never resent
             await call(lambda: bot.send_document(chat, image, filename=name, **BG))
         log_event(log, "job.delivered", job=self.job_id, user_id=self.job.request.user_id)
         await self._cleanup(delete_status=True)

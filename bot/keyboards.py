@@ -73,11 +73,16 @@ def _flag(lang: str, on: bool) -> str:
     return t(lang, "on" if on else "off")
 
 
-def settings(lang: str, prefs: UserPrefs) -> InlineKeyboardMarkup:
+def settings(
+    lang: str, prefs: UserPrefs, qualities: Sequence[str] = QUALITIES
+) -> InlineKeyboardMarkup:
+    """The settings keyboard; `qualities`: those offered here (the print quality where the
+    operator enabled it, engine.settings.Settings.qualities)."""
+
     def mark(current: str, value: str, key: str) -> str:
         return ("• " if current == value else "") + t(lang, key)
 
-    quality = [_button(mark(prefs.quality, q, f"q_{q}"), "set", "q", q) for q in QUALITIES]
+    quality = [_button(mark(prefs.quality, q, f"q_{q}"), "set", "q", q) for q in qualities]
     strength = [_button(mark(prefs.strength, s, f"s_{s}"), "set", "s", s) for s in STRENGTHS]
     return InlineKeyboardMarkup(
         [

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 from engine.options import StylizeOptions
-from engine.schedule import fit, plan
+from engine.presets import PRINT
+from engine.schedule import PRINT_FROM, fit, plan
 
 
 def bucket_key(content_size: tuple[int, int], options: StylizeOptions) -> Hashable:
@@ -31,8 +32,16 @@ def bucket_key(content_size: tuple[int, int], options: StylizeOptions) -> Hashab
         options.content_layers,
         options.style_layers,
         options.style_layer_weights,
+        options.tile,
         options.tuning,
     )
+
+
+def alone(options: StylizeOptions) -> bool:
+    """Whether a job is painted by itself: a big print (the print quality, or a size on the
+    print ladder, engine.schedule.PRINT_FROM) needs the device's memory for its own tiles, and
+    batched with others it would hold their results back for its whole long run."""
+    return options.quality == PRINT or options.size >= PRINT_FROM
 
 
 def group(keys: Sequence[Hashable], limit: int) -> list[list[int]]:

@@ -90,6 +90,28 @@ def peak_memory(device: torch.device) -> dict[str, object]:
     return {"kind": "process_peak_rss", "bytes": int(rss * scale)}
 
 
+def free_memory(device: torch.device) -> int | None:
+    """Bytes this process could still use on `device` (None if the platform does not say):
+    free device memory on CUDA, what MPS recommends minus what it holds, and on a CPU the
+    kernel's MemAvailable (free plus reclaimable cache) rather than physical size."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    if device.type == "mps":
+        mps = getattr(torch, "mps", None)
+        if mps is not None and hasattr(mps, "recommended_max_memory"):
+            return int(mps.recommended_max_memory() - mps.current_allocated_memory())
+        return None
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def is_oom(error: BaseException) -> bool:
     """torch raises OutOfMemoryError on CUDA; MPS reports a RuntimeError with this text."""
     oom_type = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError

@@ -165,7 +165,12 @@ def mean_cov(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def style_statistics(features: torch.Tensor, kind: str) -> dict[str, torch.Tensor]:
     if kind == "gram":
         return {"gram": gram(features)}
-    mean, cov = mean_cov(features)
+    return moment_targets(*mean_cov(features))
+
+
+def moment_targets(mean: torch.Tensor, cov: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Wasserstein targets from a feature mean and covariance, however they were summed up
+    (engine.tiling adds them over the tiles of a picture too big for one pass)."""
     cov = _ridge(cov)
     return {"mean": mean, "cov": cov, "cov_sqrt": _sqrtm(cov)}
 
@@ -200,11 +205,22 @@ def style_layer_losses(
 ) -> torch.Tensor:
     """One layer's style loss of each batch item against its own target (targets have one row,
     shared by all items, or one row per item), as a (B,) tensor."""
-    b = features.shape[0]
     if kind == "gram":
-        return _per_item_mse(gram(features), target["gram"].expand(b, -1, -1))
-    # W2² between Gaussians: |μ-μs|² + tr C + tr Cs − 2 tr (Cs^½ C Cs^½)^½, per channel.
+        return statistic_losses({"gram": gram(features)}, target, kind)
     mean, cov = mean_cov(features)
+    return statistic_losses({"mean": mean, "cov": cov}, target, kind)
+
+
+def statistic_losses(
+    stats: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], kind: str
+) -> torch.Tensor:
+    """`style_layer_losses` from the picture's statistics ({"gram"} or {"mean", "cov"}) rather
+    than its features: engine.tiling sums those over tiles and differentiates this on its own."""
+    if kind == "gram":
+        g = stats["gram"]
+        return _per_item_mse(g, target["gram"].expand(g.shape[0], -1, -1))
+    # W2² between Gaussians: |μ-μs|² + tr C + tr Cs − 2 tr (Cs^½ C Cs^½)^½, per channel.
+    mean, cov = stats["mean"], stats["cov"]
     cov = _ridge(cov).double()  # both covariances ridged alike, so W2 stays >= 0
     root = target["cov_sqrt"].double()
     inner = root @ cov @ root

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from engine import color
+from engine import color, tiles, tiling
 from engine import device as devices
 from engine.errors import Cancelled
 from engine.job import MIN_SIDE, Job
@@ -77,8 +77,10 @@ def style_targets(
     content: torch.Tensor,
     precision: str,
     cache: StyleCache | None,
+    tile: int | None = None,
 ) -> tuple[Targets, int]:
-    """One job's blended targets at this scale (one row) and how many came from the cache."""
+    """One job's blended targets at this scale (one row) and how many came from the cache;
+    paintings bigger than `tile` are seen in tiles (engine.tiling)."""
     options, weights = job.options, job.weights
     all_targets, blend, hits = [], [], 0
     for style in job.styles:
@@ -104,9 +106,14 @@ def style_targets(
             }
         else:
             image = _style_tensor(job, style, side, content, ctx.device)
-            with torch.no_grad():
-                feats = ctx.features(image, weights.style_layers, precision)
-            targets = {n: style_statistics(f, weights.kind) for n, f in feats.items()}
+            if tiles.fits(image.shape[-2], image.shape[-1], tile):
+                with torch.no_grad():
+                    feats = ctx.features(image, weights.style_layers, precision)
+                targets = {n: style_statistics(f, weights.kind) for n, f in feats.items()}
+            else:
+                assert tile is not None
+                layers, kind = weights.style_layers, weights.kind
+                targets = tiling.tiled_statistics(ctx, image, layers, kind, precision, tile)
             if key and cache is not None:
                 cache.put(key, targets)
         all_targets.append(targets)
@@ -121,19 +128,26 @@ def build(
     side: int,
     precision: str,
     caches: Sequence[StyleCache | None],
+    tile: int | None = None,
 ) -> tuple[GatysLoss, list[int]]:
     """The batch's objective at `side` (`contents`: the jobs' photos there, one row each) and
-    each job's count of cache hits."""
+    each job's count of cache hits. Pictures bigger than `tile` px a side are seen in tiles
+    (engine.tiling); wrap the objective in a `TiledLoss` to optimize them likewise."""
     seen = torch.cat(
         [
             color.luminance(c) if job.options.preserve_colors == "luminance" else c
             for job, c in zip(jobs, contents.split(1), strict=True)
         ]
     )
-    with torch.no_grad():
-        feats = ctx.features(seen, jobs[0].weights.content_layers, precision)
+    layers = jobs[0].weights.content_layers
+    if tiles.fits(seen.shape[-2], seen.shape[-1], tile):
+        with torch.no_grad():
+            feats = ctx.features(seen, layers, precision)
+    else:
+        assert tile is not None
+        feats = tiling.tiled_features(ctx, seen, layers, precision, tile)
     per_job = [
-        style_targets(ctx, job, side, c, precision, cache)
+        style_targets(ctx, job, side, c, precision, cache, tile)
         for job, c, cache in zip(jobs, contents.split(1), caches, strict=True)
     ]
     targets = stack_targets([t for t, _ in per_job])

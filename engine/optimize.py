@@ -29,6 +29,7 @@ from engine.losses import GatysLoss
 from engine.objective import Context
 from engine.options import Tuning
 from engine.schedule import EARLY_STOP_WINDOW, MIN_STEPS_BEFORE_STOP
+from engine.tiling import TiledLoss
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class _Group:
         self,
         ctx: Context,
         ids: list[int],
-        objective: GatysLoss,
+        objective: GatysLoss | TiledLoss,
         start: torch.Tensor,
         lanes: Sequence[Lane],
         results: list[LaneResult],
@@ -210,7 +211,7 @@ def stalled(old_enough: bool, tolerance: float, before: float, now: float) -> bo
 
 def optimize(
     ctx: Context,
-    objective: GatysLoss,
+    objective: GatysLoss | TiledLoss,  # TiledLoss: pictures bigger than a tile (issue 19)
     start: torch.Tensor,
     lanes: Sequence[Lane],
     optimizer: str | OptimizerFactory = "lbfgs",

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from PIL import Image
 
-Quality = Literal["fast", "balanced", "high"]
+Quality = Literal["fast", "balanced", "high", "print"]
 ColorMode = Literal["off", "luminance", "histogram"]
 ModelName = Literal["vgg19", "vgg16"]
 OptimizerName = Literal["lbfgs", "adam"]
@@ -90,6 +90,10 @@ class StylizeOptions:
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     style_cache: bool = True  # reuse cached style targets of gallery paintings
     style_cache_dir: Path | None = None  # where they are kept on disk (None: memory only)
+    # Largest tile side in px: a scale whose picture is bigger is painted in overlapping tiles
+    # (engine.tiling), so its memory is set by the tile. None: chosen from the device's free
+    # memory (engine.tiling.pick_tile); 0: never tile.
+    tile: int | None = None
     tuning: Tuning = field(default_factory=Tuning)
 
 
@@ -111,6 +115,8 @@ class ProgressEvent:
     preview: Image.Image | None = None
     message: str | None = None  # e.g. "GPU out of memory: retrying at 384 px"
     first_look: bool = False  # the preview is the quick low-resolution first look
+    tile: int = 0  # inside an evaluation of a tiled scale: tile passes done of `tile_count`
+    tile_count: int = 0  # 0: the scale is painted in one piece (or the event is a step's)
 
 
 @dataclass

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 QUALITIES = ("fast", "balanced", "high")  # in the order the bot shows them
 DEFAULT_QUALITY = "balanced"
+# The big-print quality: offered only where the operator sets ORSAY_PRINT_SIZE (its long side;
+# engine.settings), painted alone and in tiles where it does not fit (engine.tiling), and sent
+# as a file, which Telegram does not recompress.
+PRINT = "print"
 
 # quality -> output long side the bot asks for (capped by ORSAY_MAX_SIZE).
 QUALITY_SIZES: dict[str, int] = {"fast": 256, "balanced": 384, "high": 512}
@@ -21,6 +25,9 @@ QUALITY: dict[str, tuple[int, int, float]] = {
     "fast": (40, 60, 3e-3),
     "balanced": (60, 120, 1e-3),
     "high": (100, 300, 3e-4),
+    # Prints run engine.schedule's ladder from ~512 px: the full-size count at its first scale,
+    # the half-size pass's at every later one (see engine.schedule.PRINT_FROM).
+    PRINT: (60, 120, 1e-3),
 }
 
 # The bot's three strength levels, weakest first (its -/+ buttons step through them).

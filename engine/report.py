@@ -13,11 +13,19 @@ import torch
 from PIL import Image
 
 from engine import device as devices
+from engine import tiles
 from engine.job import Job
 from engine.optimize import Lane, LaneResult
 from engine.options import ProgressEvent
+from engine.schedule import fit
 
 PREVIEW_FRACTIONS = (1 / 3, 2 / 3)  # mid-scale previews, so one long scale still shows progress
+TILE_EVENTS_EVERY = 1.0  # s between progress events inside an evaluation of a tiled scale
+
+
+def _height_width(width: int, height: int, side: int) -> tuple[int, int]:
+    w, h = fit(width, height, side)
+    return h, w
 
 
 def _unheard(step: int, loss: float, best: torch.Tensor | None) -> None:
@@ -32,6 +40,29 @@ class Reporter:
         self.oom: list[dict[str, int]] = []
         self.cache_hits = 0
         self.opt_started: float | None = None
+        self.tile: int | None = None  # the run's largest tile side (engine.tiling)
+        self._costs: tuple[tuple[tuple[int, ...], int | None], list[float]] | None = None
+        self._now = (0, 0, 0)  # scale index, side and step of the last step event
+        self._tile_event = 0.0
+        self._tile_floor = 0.0  # tile events never go back (a line search re-evaluates)
+
+    def weigh_tiles(self, tile: int | None) -> None:
+        """Cost every scale as painted with tiles of `tile` px (overlap and passes add time)."""
+        self.tile = tile
+
+    def costs(self) -> list[float]:
+        """Each scale's relative cost (steps × pixels × the tiles' overhead)."""
+        key = (self.plan.sides, self.tile)
+        if self._costs is None or self._costs[0] != key:
+            width, height = self.job.content.size
+            margin = tiles.margin_for(self.job.options.model)
+            factors = [
+                tiles.cost_factor(*_height_width(width, height, side), self.tile, margin)
+                for side in self.plan.sides
+            ]
+            costs = [c * f for c, f in zip(self.plan.costs(self.job.aspect), factors, strict=True)]
+            self._costs = (key, costs)
+        return self._costs[1]
 
     def emit(self, **fields: Any) -> None:
         if self.job.progress is None:
@@ -54,9 +85,9 @@ class Reporter:
             ProgressEvent(**{**defaults, **fields}, fraction=fraction, elapsed_s=elapsed, eta_s=eta)
         )
 
-    def fraction(self, index: int, step: int) -> float:
+    def fraction(self, index: int, step: float) -> float:
         """Overall progress after `step` steps of scale `index` (0-based), weighted by cost."""
-        costs = self.plan.costs(self.job.aspect)
+        costs = self.costs()
         done = sum(costs[:index]) + costs[index] * step / self.plan.steps[index]
         return min(done / sum(costs), 1.0)
 
@@ -65,10 +96,13 @@ class Reporter:
         for a job nobody listens to, no events and no previews (a preview is a device read and
         a picture to encode)."""
         steps = self.plan.steps[index]
+        self._now, self._tile_floor = (index, side, 0), self.fraction(index, 0)
         if self.job.progress is None:
             return Lane(steps, self.plan.tolerance, self.job.cancel, _unheard)
 
         def on_step(step: int, loss: float, best: torch.Tensor | None) -> None:
+            self._now = (index, side, step)
+            self._tile_floor = self.fraction(index, step)
             self.emit(
                 stage="optimizing",
                 scale_index=index + 1,
@@ -83,13 +117,38 @@ class Reporter:
         preview_at = frozenset(max(1, round(steps * f)) for f in PREVIEW_FRACTIONS) - {steps}
         return Lane(steps, self.plan.tolerance, self.job.cancel, on_step, preview_at)
 
+    def tile_done(self, done: int, total: int) -> None:
+        """Inside an evaluation of a tiled scale: `done` of its `total` tile passes are done.
+        At most one event a TILE_EVENTS_EVERY, so a GPU's fast tiles do not flood the chat."""
+        now = time.perf_counter()
+        if now - self._tile_event < TILE_EVENTS_EVERY:
+            return
+        self._tile_event = now
+        index, side, step = self._now
+        steps = self.plan.steps[index]
+        fraction = max(self._tile_floor, self.fraction(index, min(step + done / total, steps)))
+        self._tile_floor = fraction
+        self.emit(
+            stage="optimizing",
+            scale_index=index + 1,
+            size=side,
+            step=step,
+            total_steps=steps,
+            fraction=fraction,
+            tile=done,
+            tile_count=total,
+        )
+
     def scale_done(self, index: int, side: int, out: LaneResult, image: Image.Image) -> None:
         assert out.best is not None
+        height, width = out.best.shape[-2:]
+        count = tiles.count(height, width, self.tile, tiles.margin_for(self.job.options.model))
         self.scales.append(
             {
                 "size": side,
-                "width": out.best.shape[-1],
-                "height": out.best.shape[-2],
+                "width": width,
+                "height": height,
+                "tiles": count,
                 "steps_planned": self.plan.steps[index],
                 "steps_run": out.steps_run,
                 "evaluations": out.evaluations,
@@ -142,6 +201,7 @@ class Reporter:
             "wall_s": round(time.perf_counter() - self.started, 3),
             "peak_memory": devices.peak_memory(device),
             "oom_fallbacks": self.oom,
+            "tile": self.tile,
             "style_cache_hits": self.cache_hits,
             "batch_size": batch,
         }

@@ -42,6 +42,7 @@ REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MAX_BATCH = 64
 MAX_JOBS_PER_USER = 100  # the Redis line ranks at most this many waiting jobs of one user
+MAX_PRINT_SIZE = 16384  # px; a print bigger than this is a poster, not a photo
 DEVICE_NAMES = "auto, cpu, cuda, cuda:N or mps"
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 CUDA_BATCH = 4  # unmeasured: no GPU where this was written; to be measured on a GPU
@@ -95,6 +96,7 @@ class Settings(BaseSettings):
     gallery_dir: Path | None = _var("ORSAY_GALLERY_DIR")
     device: str = Field("auto", validation_alias="ORSAY_DEVICE")
     max_size: int = Field(512, validation_alias="ORSAY_MAX_SIZE")
+    print_size: int = Field(0, validation_alias="ORSAY_PRINT_SIZE")  # 0: no print quality
     # NoDecode: a comma-separated list as operators write it, not JSON (see _admin_ids).
     admins: Annotated[frozenset[int], NoDecode] = Field(
         frozenset(), validation_alias="ORSAY_ADMINS"
@@ -126,13 +128,14 @@ class Settings(BaseSettings):
         return {k: v for k, v in stripped.items() if v != ""}
 
     @field_validator(
-        "max_size", "metrics_port", "telegram_rate", "batch", "jobs_per_user", "max_queue",
-        mode="before",
+        "max_size", "print_size", "metrics_port", "telegram_rate", "batch", "jobs_per_user",
+        "max_queue", mode="before",
     )  # fmt: skip
     @classmethod
     def _whole_number(cls, value: Any, info: ValidationInfo) -> Any:
         low, high = {
             "max_size": (64, 4096),
+            "print_size": (0, MAX_PRINT_SIZE),
             "metrics_port": (0, 65535),
             "batch": (1, MAX_BATCH),
             "jobs_per_user": (1, MAX_JOBS_PER_USER),
@@ -263,8 +266,16 @@ class Settings(BaseSettings):
         return f"{self.api_url}/file/bot"
 
     def size_for(self, quality: str) -> int:
-        """Output long side for a quality name, capped by the operator's ORSAY_MAX_SIZE."""
+        """Output long side for a quality name, capped by the operator's ORSAY_MAX_SIZE; a
+        print's is ORSAY_PRINT_SIZE (where prints are enabled)."""
+        if quality == presets.PRINT:  # prints off: the bot paints the default quality instead
+            return self.print_size or presets.size_for(presets.DEFAULT_QUALITY, self.max_size)
         return presets.size_for(quality, self.max_size)
+
+    @property
+    def qualities(self) -> tuple[str, ...]:
+        """The qualities users may pick: the presets, and prints where ORSAY_PRINT_SIZE is set."""
+        return presets.QUALITIES + ((presets.PRINT,) if self.print_size else ())
 
 
 class _FromMapping(Settings):

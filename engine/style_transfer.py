@@ -14,6 +14,7 @@ seconds. A GPU out-of-memory error re-plans the schedule smaller (engine.schedul
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -22,13 +23,12 @@ from collections.abc import Callable, Sequence
 import torch
 from PIL import Image
 
-from engine import color
+from engine import color, tiles, tiling
 from engine import device as devices
 from engine import objective as objectives
 from engine.batching import bucket_key
 from engine.errors import Cancelled
 from engine.job import MIN_SIDE, Job, ProgressFn
-from engine.losses import GatysLoss
 from engine.model import load_features
 from engine.objective import Context
 from engine.optimize import Lane, LaneResult, OptimizerFactory, optimize
@@ -38,6 +38,7 @@ from engine.schedule import shrink_after_oom
 from engine.start import start_image, to_image
 from engine.start import to_tensor as _to_tensor
 from engine.style_cache import StyleCache, default_cache
+from engine.tiling import Objective
 
 __all__ = ["_to_tensor", "stylize", "stylize_batch", "warm_up"]
 
@@ -67,11 +68,15 @@ def _paint_scale(
     previous: Sequence[torch.Tensor | None],
     caches: Sequence[StyleCache | None],
     optimizer: str | OptimizerFactory,
-) -> tuple[list[LaneResult], GatysLoss]:
-    """One scale for a batch of jobs that share its side; the outcomes and the objective."""
+    tile: int | None,
+) -> tuple[list[LaneResult], Objective]:
+    """One scale for a batch of jobs that share its side; the outcomes and the objective
+    (tiled where the picture is bigger than `tile`)."""
     side = reporters[0].plan.sides[index]
     contents = torch.cat([job.content_at(side, ctx.device) for job in jobs])
-    loss, hits = objectives.build(ctx, jobs, contents, side, ctx.precision, caches)
+    height, width = contents.shape[-2:]
+    tile = None if tiles.fits(height, width, tile) else tile
+    loss, hits = objectives.build(ctx, jobs, contents, side, ctx.precision, caches, tile)
     for reporter, n in zip(reporters, hits, strict=True):
         reporter.cache_hits += n
     starts = torch.cat(
@@ -91,7 +96,24 @@ def _paint_scale(
     lanes = [
         r.lane(index, side, _shower(job, side)) for job, r in zip(jobs, reporters, strict=True)
     ]
-    return optimize(ctx, loss, starts, lanes, optimizer, jobs[0].options.tuning), loss
+    objective: Objective = loss
+    if tile is not None:
+        objective = tiling.TiledLoss(
+            loss, tile, on_tile=lambda done, total: _tile_done(reporters, done, total)
+        )
+    tuning = reporters[0].plan.tuning(index, jobs[0].options.tuning)
+    if tile is not None:  # the optimizer's history is picture-sized: keep it within the tile's
+        opts, (height, width) = jobs[0].options, contents.shape[-2:]
+        pairs = tiling.history_within(
+            tile, height, width, opts.model, ctx.precision, tuning.lbfgs_history
+        )
+        tuning = dataclasses.replace(tuning, lbfgs_history=pairs)
+    return optimize(ctx, objective, starts, lanes, optimizer, tuning), objective
+
+
+def _tile_done(reporters: Sequence[Reporter], done: int, total: int) -> None:
+    for reporter in reporters:
+        reporter.tile_done(done, total)
 
 
 def _first_look(
@@ -166,6 +188,9 @@ def _paint(
     for r in reporters:
         r.opt_started = time.perf_counter()
     tuning = opts.tuning
+    tile = tiling.pick_tile(opts.tile, device, opts.model, precision)
+    for reporter in reporters:
+        reporter.weigh_tiles(tile)
     look = [
         i
         for i in alive
@@ -177,7 +202,7 @@ def _paint(
         picked = [caches[i] for i in look]
         _first_look(ctx, [jobs[i] for i in look], [reporters[i] for i in look], picked)
     previous: list[torch.Tensor | None] = [None] * len(jobs)
-    last: tuple[list[int], GatysLoss] | None = None  # the final scale's rows and objective
+    last: tuple[list[int], Objective] | None = None  # the final scale's rows and objective
     index = 0
     while alive and index < len(reporters[alive[0]].plan.sides):
         batch = [jobs[i] for i in alive]
@@ -191,15 +216,35 @@ def _paint(
                 [previous[i] for i in alive],
                 [caches[i] for i in alive],
                 optimizer or batch[0].options.optimizer,
+                tile,
             )
             last = (list(alive), loss)
         except Exception as error:
-            if not devices.is_oom(error) or side <= MIN_SIDE:
+            if not devices.is_oom(error):
                 raise
             devices.free_cache(device)
             if len(alive) > 1:
                 raise _SplitBatch from error
             reporter = reporters[alive[0]]
+            smaller_tile = tiles.shrink_tile(side, tile)
+            if smaller_tile is not None:  # smaller tiles first: the print keeps its size
+                message = (
+                    f"{device.type.upper()} out of memory: retrying in {smaller_tile} px tiles"
+                )
+                log.warning(message)
+                reporter.oom.append({"tile_from": tile or side, "tile_to": smaller_tile})
+                tile = smaller_tile
+                reporter.weigh_tiles(tile)
+                reporter.emit(
+                    stage="optimizing",
+                    message=message,
+                    size=side,
+                    scale_index=index + 1,
+                    fraction=reporter.fraction(index, 0),
+                )
+                continue
+            if side <= MIN_SIDE:
+                raise
             smaller = max(MIN_SIDE, int(side * OOM_SHRINK))
             message = f"{device.type.upper()} out of memory: retrying at {smaller} px"
             log.warning(message)
@@ -228,7 +273,7 @@ def _paint(
         if precision == "fp32" and last is not None:  # the last objective is the final one
             reuse = last[1].select([last[0].index(i) for i in alive])
         final = [(i, jobs[i], reporters[i], previous[i]) for i in alive]
-        _finish(ctx, final, caches, reuse, len(jobs), results)
+        _finish(ctx, final, caches, reuse, len(jobs), results, tile)
     return [r if r is not None else Cancelled("cancelled") for r in results]
 
 
@@ -236,23 +281,27 @@ def _finish(
     ctx: Context,
     final: list[tuple[int, Job, Reporter, torch.Tensor | None]],
     caches: Sequence[StyleCache | None],
-    loss: GatysLoss | None,
+    loss: Objective | None,
     batch: int,
     results: list[StylizeResult | BaseException | None],
+    tile: int | None,
 ) -> None:
     """Final images, and their losses at the output size in fp32 with the jobs' weights, so runs
-    with different schedules or precisions are compared on the same objective."""
+    with different schedules or precisions are compared on the same objective (in tiles where
+    the picture is bigger than `tile`: the loss is the same, the memory is not)."""
     jobs = [job for _, job, _, _ in final]
     side = final[0][2].plan.sides[-1]
     best = torch.cat([p for _, _, _, p in final if p is not None]).clamp(0, 1)
     if loss is None:
         contents = torch.cat([job.content_at(side, ctx.device) for job in jobs])
+        height, width = contents.shape[-2:]
+        tile = None if tiles.fits(height, width, tile) else tile
         picked = [caches[i] for i, _, _, _ in final]
-        loss, hits = objectives.build(ctx, jobs, contents, side, "fp32", picked)
+        built, hits = objectives.build(ctx, jobs, contents, side, "fp32", picked, tile)
         for (_, _, reporter, _), n in zip(final, hits, strict=True):
             reporter.cache_hits += n
-    with torch.no_grad():
-        parts = loss.parts(best, ctx.features(best, loss.layers, "fp32"))
+        loss = built if tile is None else tiling.TiledLoss(built, tile)
+    parts = tiling.parts(ctx, loss, best, "fp32")
     values = {k: v.tolist() for k, v in parts.items()}
     for r, (i, job, reporter, _) in enumerate(final):
         image = to_image(_output(job, best[r : r + 1], side))

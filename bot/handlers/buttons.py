@@ -15,7 +15,7 @@ from bot import keyboards
 from bot.context import BotContext
 from bot.conversation import State
 from bot.handlers.jobs import job_key, paint_stored_photo, say
-from bot.store import QUALITIES, STRENGTHS
+from bot.store import STRENGTHS
 from bot.texts import LANGUAGES, t
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ async def own_style(update: Update, context: BotContext) -> State:
 async def show_settings(update: Update, context: BotContext) -> None:
     query, _ = _query(update)
     await answer(query)
-    markup = keyboards.settings(context.lang, context.prefs)
+    markup = keyboards.settings(context.lang, context.prefs, context.services.settings.qualities)
     await query.edit_message_text(t(context.lang, "settings_title"), reply_markup=markup)
 
 
@@ -96,8 +96,10 @@ async def change_setting(update: Update, context: BotContext) -> None:
     store, user_id, prefs = context.services.store, context.user_id, context.prefs
     _, what, *rest = data.split(":")
     # a name the presets do not know (a stale or forged button) changes nothing: stored, it
-    # would make every later job of the user fail (engine.presets.UnknownPreset)
-    if what == "q" and rest and rest[0] in QUALITIES:
+    # would make every later job of the user fail (engine.presets.UnknownPreset); nor does a
+    # print button once the operator has switched prints off
+    qualities = context.services.settings.qualities
+    if what == "q" and rest and rest[0] in qualities:
         prefs = await store.update(user_id, once=query.id, quality=rest[0])
     elif what == "s" and rest and rest[0] in STRENGTHS:
         prefs = await store.update(user_id, once=query.id, strength=rest[0])
@@ -106,7 +108,7 @@ async def change_setting(update: Update, context: BotContext) -> None:
     elif what == "f":
         prefs = await store.update(user_id, once=query.id, as_file=not prefs.as_file)
     await answer(query)
-    await query.edit_message_reply_markup(keyboards.settings(context.lang, prefs))
+    await query.edit_message_reply_markup(keyboards.settings(context.lang, prefs, qualities))
 
 
 async def set_language(update: Update, context: BotContext) -> None:

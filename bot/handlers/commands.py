@@ -42,7 +42,7 @@ async def lang_command(update: Update, context: BotContext) -> None:
 
 
 async def settings_command(update: Update, context: BotContext) -> None:
-    markup = keyboards.settings(context.lang, context.prefs)
+    markup = keyboards.settings(context.lang, context.prefs, context.services.settings.qualities)
     await say(context, t(context.lang, "settings_title"), reply_markup=markup)
 
 

@@ -14,7 +14,9 @@ from telegram import Update
 from bot.context import BotContext
 from bot.store import OWN_STYLE
 from bot.texts import t
+from engine import schedule
 from engine.observability.logs import log_event
+from engine.presets import DEFAULT_QUALITY, PRINT
 from engine.queue import (
     JobOptions,
     JobRequest,
@@ -23,6 +25,7 @@ from engine.queue import (
     StyleChoice,
     TooManyActiveJobs,
 )
+from engine.queue.policy import DEFAULT_RUN_S
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +91,13 @@ async def submit(context: BotContext, lang: str, photo: bytes, style: str, key: 
             return
         choice = StyleChoice(slug=style, image=image)
         meta.update(title=painting.title, artist=painting.artist)
+    # a quality the operator no longer offers (prints switched off) falls back to the default
+    quality = prefs.quality if prefs.quality in svc.settings.qualities else DEFAULT_QUALITY
     options = JobOptions(
-        size=svc.settings.size_for(prefs.quality),
+        size=svc.settings.size_for(quality),
         strength=prefs.strength,
         preserve_colors=prefs.keep_colors,
-        quality=prefs.quality,
+        quality=quality,
     )
     request = JobRequest(user_id, chat_id, photo, [choice], options, meta)
     try:
@@ -108,4 +113,20 @@ async def submit(context: BotContext, lang: str, photo: bytes, style: str, key: 
         return
     await svc.store.update(user_id, last_style=style)
     log_event(log, "job.submitted", job=job_id, user_id=user_id, style=style, size=options.size)
+    if quality == PRINT:
+        minutes = await print_minutes(context, options.size)
+        await say(context, t(lang, "print_queued", size=options.size, minutes=minutes))
     svc.follower.follow(job_id)  # a job found by its key is followed already, or delivered
+
+
+async def print_minutes(context: BotContext, size: int) -> int:
+    """A print's run time, told before it starts: the queue's mean run time (of the jobs it
+    has painted lately, mostly at the default quality) scaled by the print's share of work."""
+    svc = context.services
+    try:
+        mean = (await svc.queue.stats()).mean_run_s
+    except QueueUnavailable:
+        mean = None
+    base = schedule.work(svc.settings.size_for(DEFAULT_QUALITY), DEFAULT_QUALITY)
+    seconds = (mean or DEFAULT_RUN_S) * schedule.work(size, PRINT) / base
+    return max(1, round(seconds / 60))

@@ -30,6 +30,7 @@ from engine.options import (
 )
 from engine.presets import STRENGTHS
 from engine.settings import Settings, check_device
+from engine.tiles import MIN_TILE
 
 DEFAULT_SIZE = 512
 
@@ -81,6 +82,13 @@ def _non_negative(text: str) -> float:
     value = float(text)
     if value < 0:
         raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def _tile(text: str) -> int:
+    value = int(text)
+    if value != 0 and value < MIN_TILE:
+        raise argparse.ArgumentTypeError(f"must be 0 (never tile) or at least {MIN_TILE}")
     return value
 
 
@@ -143,6 +151,14 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
         "--scales", type=parse_scales, default=None, help="explicit schedule, e.g. 128,256,512"
     )
     parser.add_argument("--steps", type=_positive_int, default=None, help="steps per scale")
+    parser.add_argument(
+        "--tile",
+        type=_tile,
+        default=None,
+        metavar="N",
+        help="largest tile side in px: bigger pictures are painted in overlapping tiles, so "
+        "memory is set by the tile (0: never; default: from the device's free memory)",
+    )
     parser.add_argument(
         "--optimizer", choices=get_args(OptimizerName), default=StylizeOptions.optimizer
     )
@@ -225,6 +241,7 @@ def options_from_args(args: argparse.Namespace) -> StylizeOptions:
         style_layer_weights=args.style_layer_weights,
         precision=args.precision,
         style_cache=not args.no_style_cache,
+        tile=args.tile,
     )
 
 
@@ -301,6 +318,8 @@ class ProgressBar:
         parts = []
         if event.stage == "optimizing":
             parts.append(f"step {event.step}/{event.total_steps}")
+        if event.tile_count:
+            parts.append(f"tile {event.tile}/{event.tile_count}")
         if event.loss is not None:
             parts.append(f"loss {event.loss:.4g}")
         if event.eta_s is not None and event.stage != "done":

@@ -19,7 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 from engine.options import BatchJob, ProgressEvent, StyleInput, StylizeOptions
-from engine.presets import check_quality, strength_value
+from engine.presets import PRINT, check_quality, strength_value
 from engine.queue import blobs
 from engine.queue.seam import BatchItem, JobEvent, JobRequest, ProgressCallback, StyleChoice
 from engine.settings import default_batch
@@ -70,15 +70,25 @@ def job_event(event: ProgressEvent) -> JobEvent | None:
 
 
 def job_options(
-    request: JobRequest, *, model: str, weights: str, device: str, max_size: int
+    request: JobRequest,
+    *,
+    model: str,
+    weights: str,
+    device: str,
+    max_size: int,
+    print_size: int = 0,
 ) -> StylizeOptions:
-    """The engine options for a job; `max_size` is the operator's cap, whatever the bot sent. An
-    unknown quality or strength name raises UnknownPreset: the job fails as a painter error,
-    logged with the name, rather than painting something else than was asked."""
+    """The engine options for a job; `max_size` is the operator's cap, whatever the bot sent,
+    and `print_size` (ORSAY_PRINT_SIZE; 0: prints off on this worker, which then paints a print
+    at `max_size`) a print's. An unknown quality or strength name raises UnknownPreset: the job
+    fails as a painter error, logged with the name, rather than painting something else than
+    was asked."""
     opts = request.options
-    quality = check_quality(opts.quality)
+    printing = opts.quality == PRINT
+    quality = opts.quality if printing else check_quality(opts.quality)
+    cap = print_size if printing and print_size > 0 else max_size
     return StylizeOptions(
-        size=max(32, min(int(opts.size), max_size)),
+        size=max(32, min(int(opts.size), cap)),
         strength=strength_value(opts.strength),
         preserve_colors="luminance" if opts.preserve_colors else "off",
         quality=quality,  # type: ignore[arg-type]
@@ -138,9 +148,11 @@ class EnginePainter:
         gallery: Path,
         style_cache_dir: Path | None,
         batch: int,
+        print_size: int = 0,
     ) -> None:
         self.model, self.weights, self.device, self.max_size = model, weights, device, max_size
         self.gallery, self.style_cache_dir, self.batch = gallery, style_cache_dir, batch
+        self.print_size = print_size
 
     def options(self, request: JobRequest) -> StylizeOptions:
         options = job_options(
@@ -149,14 +161,19 @@ class EnginePainter:
             weights=self.weights,
             device=self.device,
             max_size=self.max_size,
+            print_size=self.print_size,
         )
         options.style_cache_dir = self.style_cache_dir
         return options
 
-    def bucket(self, request: JobRequest) -> Hashable:
-        from engine.batching import bucket_key
+    def bucket(self, request: JobRequest) -> Hashable | None:
+        """The job's batch bucket; None (painted alone) for a big print."""
+        from engine.batching import alone, bucket_key
 
-        return bucket_key(content_size(request.content), self.options(request))
+        options = self.options(request)
+        if alone(options):
+            return None
+        return bucket_key(content_size(request.content), options)
 
     def __call__(
         self, request: JobRequest, progress: ProgressCallback, cancel: threading.Event
@@ -214,6 +231,7 @@ def make_engine_painter(
     gallery: Path,
     style_cache_dir: Path | None = None,
     batch: int | None = None,
+    print_size: int = 0,
 ) -> EnginePainter:
     """The engine painter on this process's device, warmed up now (network loaded, kernels set up,
     engine.style_transfer.warm_up), so the first user does not pay for it and bad weights stop the
@@ -233,4 +251,5 @@ def make_engine_painter(
         gallery=gallery,
         style_cache_dir=style_cache_dir,
         batch=batch if batch is not None else default_batch(resolved),
+        print_size=print_size,
     )

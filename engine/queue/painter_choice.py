@@ -35,4 +35,5 @@ def make_painter(settings: Settings) -> Painter:
         gallery=settings.gallery,
         style_cache_dir=settings.style_cache_dir,
         batch=settings.batch,
+        print_size=settings.print_size,
     )

@@ -162,6 +162,40 @@ async def test_settings_change_shows_in_the_next_result(
         assert (await app.bot_data["services"].store.user(51)).strength == "strong"
 
 
+async def test_a_print_is_offered_when_enabled_told_up_front_and_sent_as_a_file(
+    telegram: FakeTelegram, start_bot: BotFactory
+) -> None:
+    async with start_bot(ORSAY_PRINT_SIZE="640", painter=SizedPainter(steps=4, step_s=0.05)):
+        ann = telegram.user(52)
+        ann.photo(jpeg(120, 60, seed=13))
+        menu = await ann.wait_text("Which painting")
+        ann.press(menu, menu.button("Settings"))
+        await telegram.wait_for(lambda: menu.text == "Settings — tap to change.")
+        ann.press(menu, "set:q:print")
+        await telegram.wait_for(lambda: "• 🖼 print" in [t for t, _ in menu.buttons()])
+        ann.press(menu, menu.button("Back"))
+        await telegram.wait_for(lambda: menu.text == "Nice! Which painting should I use?")
+        ann.press(menu, "st:munch-the-scream")
+        told = await ann.wait_text("🖼 A print, 640 px on the long side")
+        assert "min, and comes as a file" in (told.text or "")
+        docs = await telegram.wait_for(lambda: ann.messages("document"))
+        assert docs[0].reply_markup and "Scream" in (docs[0].caption or "")
+        assert not [m for m in ann.messages("photo") if m.caption]  # no recompressed copy
+
+
+async def test_without_the_setting_there_is_no_print(
+    telegram: FakeTelegram, start_bot: BotFactory
+) -> None:
+    async with start_bot() as app:
+        ann = telegram.user(53)
+        ann.text("/settings")
+        panel = await ann.wait_text("Settings — tap to change.")
+        assert not [data for _, data in panel.buttons() if data == "set:q:print"]
+        ann.press(panel, "set:q:print")  # a stale button from when prints were on
+        await asyncio.sleep(0.3)
+        assert (await app.bot_data["services"].store.user(53)).quality == "balanced"
+
+
 async def choose(user: FakeUser, photo: bytes, slug: str = "klimt-the-kiss") -> None:
     before = len(user.menus())
     user.photo(photo)

@@ -311,7 +311,10 @@ class FakeTelegram:
 
     def _m_sendDocument(self, p: dict[str, Any], f: dict[str, bytes]) -> Any:
         data = self._upload(p, f, "document")
-        msg = self._new(p["chat_id"], "document", caption=p.get("caption"), data=data)
+        msg = self._new(
+            p["chat_id"], "document", caption=p.get("caption"), data=data,
+            reply_markup=p.get("reply_markup"),
+        )  # fmt: skip
         return self._message_json(msg)
 
     def _m_sendMediaGroup(self, p: dict[str, Any], f: dict[str, bytes]) -> Any:

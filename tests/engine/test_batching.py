@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from engine.batching import bucket_key, group
+from engine.batching import alone, bucket_key, group
 from engine.options import StylizeOptions, Tuning
+from engine.schedule import PRINT_FROM
 
 
 def test_jobs_differing_only_per_job_share_a_bucket() -> None:
@@ -26,6 +27,13 @@ def test_shape_network_and_schedule_split_buckets() -> None:
     assert bucket_key((960, 640), dataclasses.replace(base, scales=(192, 384))) != key
     tuned = dataclasses.replace(base, tuning=Tuning(lbfgs_history=10))
     assert bucket_key((960, 640), tuned) != key
+    assert bucket_key((960, 640), dataclasses.replace(base, tile=256)) != key
+
+
+def test_big_prints_are_painted_alone() -> None:
+    assert not alone(StylizeOptions(size=1024))
+    assert alone(StylizeOptions(size=PRINT_FROM))  # the print ladder: hours on a CPU
+    assert alone(StylizeOptions(size=1024, quality="print"))  # a print, whatever its size
 
 
 def test_group_keeps_first_come_order_and_the_limit() -> None:

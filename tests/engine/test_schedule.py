@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from engine.options import StylizeOptions, Tuning
-from engine.schedule import COARSE_FROM, QUALITY, fit, plan, shrink_after_oom
+from engine.schedule import (
+    COARSE_FROM,
+    HISTORY_FROM,
+    PRINT_FROM,
+    PRINT_HISTORY,
+    QUALITY,
+    fit,
+    plan,
+    shrink_after_oom,
+    work,
+)
 
 
 @pytest.mark.parametrize("size", [128, 384, COARSE_FROM - 1])
@@ -32,7 +42,8 @@ def test_quality_presets_order_by_work() -> None:
         for q in ("fast", "balanced", "high")
     }
     assert work["fast"] < work["balanced"] < work["high"]
-    tolerances = [plan(StylizeOptions(size=512, quality=q)).tolerance for q in QUALITY]
+    presets = ("fast", "balanced", "high")  # prints stand apart: a size, not a patience
+    tolerances = [plan(StylizeOptions(size=512, quality=q)).tolerance for q in presets]
     assert tolerances == sorted(tolerances, reverse=True)  # more patience for higher quality
 
 
@@ -76,3 +87,36 @@ def test_out_of_memory_at_the_last_scale_keeps_the_finished_smaller_ones() -> No
     assert (shrunk.sides, shrunk.steps, resume) == ((64, 128, 192), (10, 10, 10), 2)
     shrunk, resume = shrink_after_oom(p, 2, 100)  # 128 no longer fits under 100 px
     assert (shrunk.sides, resume) == ((64, 100), 1)
+
+
+@pytest.mark.parametrize(
+    ("size", "sides"),
+    [
+        (PRINT_FROM, (384, 768, 1536)),
+        (2048, (512, 1024, 2048)),
+        (4096, (512, 1024, 2048, 4096)),
+        (8192, (512, 1024, 2048, 4096, 8192)),
+    ],
+)
+def test_prints_climb_a_ladder_from_a_side_where_the_picture_fits(
+    size: int, sides: tuple[int, ...]
+) -> None:
+    p = plan(StylizeOptions(size=size))
+    assert p.sides == sides
+    coarse, last, _ = QUALITY["balanced"]
+    assert p.steps == (last, *(coarse,) * (len(sides) - 1))  # most steps where they are cheap
+    assert p.history == tuple(PRINT_HISTORY if s > HISTORY_FROM else None for s in sides)
+
+
+def test_big_scales_keep_a_shorter_lbfgs_history() -> None:
+    p = plan(StylizeOptions(size=2048))
+    assert p.tuning(0, Tuning()).lbfgs_history == Tuning().lbfgs_history
+    assert p.tuning(2, Tuning()).lbfgs_history == PRINT_HISTORY
+    assert p.tuning(2, Tuning(lbfgs_history=5)).lbfgs_history == 5  # a smaller ask stands
+    shrunk, _ = shrink_after_oom(p, 2, 1000)  # out of memory at 2048: the plan tops out lower
+    assert shrunk.sides == (512, 1000) and shrunk.history == (None, None)
+
+
+def test_a_print_costs_many_ordinary_jobs() -> None:
+    # 512² × 120 + 1024² × 60 + 2048² × 60 over 384² × 120 (the bot says so up front)
+    assert work(2048, "balanced") / work(384, "balanced") == pytest.approx(19.6, abs=0.1)

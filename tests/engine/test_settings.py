@@ -38,6 +38,7 @@ WRITTEN = {
     "ORSAY_GALLERY_DIR": "/srv/paintings",
     "ORSAY_DEVICE": "cuda:1",
     "ORSAY_MAX_SIZE": "768",
+    "ORSAY_PRINT_SIZE": "2048",
     "ORSAY_ADMINS": "1, 22,333",
     "ORSAY_METRICS_PORT": "9100",
     "ORSAY_LOG_LEVEL": "warning",
@@ -62,6 +63,7 @@ SEEN = {
     "gallery_dir": Path("/srv/paintings"),
     "device": "cuda:1",
     "max_size": 768,
+    "print_size": 2048,
     "admins": frozenset({1, 22, 333}),
     "metrics_port": 9100,
     "log_level": "WARNING",
@@ -196,9 +198,22 @@ def test_redis_urls_are_told_apart_in_one_place() -> None:
     assert not load_settings({}).redis_queue
 
 
+def test_the_print_quality_is_offered_only_where_the_operator_sets_its_size() -> None:
+    off = load_settings({})
+    assert off.print_size == 0 and off.qualities == presets.QUALITIES
+    assert off.size_for(presets.PRINT) == off.size_for(presets.DEFAULT_QUALITY)
+    on = load_settings({"ORSAY_PRINT_SIZE": "4096", "ORSAY_MAX_SIZE": "384"})
+    assert on.qualities == (*presets.QUALITIES, presets.PRINT)
+    assert on.size_for(presets.PRINT) == 4096  # ORSAY_MAX_SIZE caps the others, not prints
+    assert on.size_for("high") == 384
+    with pytest.raises(ConfigError, match="ORSAY_PRINT_SIZE must be between 0 and 16384"):
+        load_settings({"ORSAY_PRINT_SIZE": "20000"})
+
+
 def test_presets_are_one_consistent_table() -> None:
-    assert get_args(Quality) == presets.QUALITIES
-    assert set(presets.QUALITY) == set(presets.QUALITY_SIZES) == set(presets.QUALITIES)
+    assert get_args(Quality) == (*presets.QUALITIES, presets.PRINT)
+    assert set(presets.QUALITY) == {*presets.QUALITY_SIZES, presets.PRINT}
+    assert set(presets.QUALITY_SIZES) == set(presets.QUALITIES)
     assert set(presets.STRENGTH_LEVELS) <= set(presets.STRENGTHS)
     levels = [presets.STRENGTHS[name] for name in presets.STRENGTH_LEVELS]
     assert levels == sorted(levels) and len(set(levels)) == len(levels)  # weakest first

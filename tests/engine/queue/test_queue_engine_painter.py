@@ -54,3 +54,21 @@ def test_an_unknown_preset_name_fails_the_job_instead_of_painting_another(
     request = JobRequest(1, 1, b"photo", [], JobOptions(**options))  # type: ignore[arg-type]
     with pytest.raises(UnknownPreset, match=message):
         job_options(request, model="vgg19", weights="random", device="cpu", max_size=512)
+
+
+def test_prints_are_painted_alone_at_the_print_size(tmp_path: Path) -> None:
+    painter = EnginePainter(
+        "vgg19", "random", "cpu", 512, gallery=tmp_path, style_cache_dir=None, batch=2,
+        print_size=2048,
+    )  # fmt: skip
+    wide = photo(1)
+    printed = JobRequest(1, 1, wide, [], JobOptions(size=4096, quality="print"))
+    assert painter.bucket(printed) is None  # no batch-mates
+    assert painter.options(printed).size == 2048  # capped by the print size, not ORSAY_MAX_SIZE
+    ordinary = JobRequest(1, 1, wide, [], JobOptions(size=4096, quality="high"))
+    assert painter.options(ordinary).size == 512
+    off = EnginePainter(
+        "vgg19", "random", "cpu", 512, gallery=tmp_path, style_cache_dir=None, batch=2
+    )
+    # a worker where prints are off paints one at its own cap
+    assert (off.options(printed).size, off.options(printed).quality) == (512, "print")
