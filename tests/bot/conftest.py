@@ -15,12 +15,21 @@ from bot.config import Settings, load_settings
 from engine.queue import JobQueue, Painter
 from tests.doubles.bot_helpers import BotFactory
 from tests.doubles.fake_telegram import TOKEN, FakeTelegram
+from tests.doubles.link import INSTANT, Link
 from tests.doubles.painters import SizedPainter
 
 
 @pytest.fixture
-async def telegram() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram()
+def link(request: pytest.FixtureRequest) -> Link:
+    """The fake Telegram's timing: instant, unless a test parametrizes `link` indirectly with
+    the profiles of tests/doubles/link.py (`@pytest.mark.parametrize("link", PROFILES,
+    indirect=True, ids=...)`)."""
+    return getattr(request, "param", INSTANT)
+
+
+@pytest.fixture
+async def telegram(link: Link) -> AsyncIterator[FakeTelegram]:
+    server = FakeTelegram(link=link)
     await server.start()
     yield server
     await server.stop()

@@ -1,10 +1,12 @@
 """A fake Telegram Bot API server for end-to-end tests of the bot through real PTB HTTP.
 
 aiohttp on 127.0.0.1 and a random port, serving `/bot<token>/<method>` and the file route
-`/file/bot<token>/<path>` the way the Bot API (or a self-hosted telegram-bot-api) does. It keeps
+`/file/bot<token>/<path>` the way the Bot API (or a self-hosted telegram-bot-api) does, at the
+timing of a link profile (tests/doubles/link.py: `instant`, or `slow link`). It keeps
 the chat state it needs to behave like Telegram where the bot depends on it: form and multipart
 uploads, `attach://` media, "message is not modified", the 64-byte callback-data limit, 429 with
-`parameters.retry_after`, 403 for users who blocked the bot, and injectable 5xx/429 faults. Every
+`parameters.retry_after`, 403 for users who blocked the bot, injectable 5xx/429 faults and late
+answers (the message kept, the answer after the client's timeout). Every
 call is recorded; `FakeUser` (tests/doubles/fake_user.py) injects what a person would do
 (photos, files, albums, commands, button presses) as updates for getUpdates. The wire format,
 records and errors are in tests/doubles/bot_api_wire.py.
@@ -45,13 +47,16 @@ from tests.doubles.bot_api_wire import (
     parse,
 )
 from tests.doubles.fake_user import FakeUser
+from tests.doubles.link import INSTANT, Late, Link
 
-__all__ = ["TOKEN", "ApiError", "Call", "FakeTelegram", "FakeUser", "Fault", "Sent"]
+__all__ = ["TOKEN", "ApiError", "Call", "FakeTelegram", "FakeUser", "Fault", "Late", "Sent"]
 
 
 class FakeTelegram:
-    def __init__(self, token: str = TOKEN) -> None:
+    def __init__(self, token: str = TOKEN, link: Link = INSTANT) -> None:
         self.token = token
+        self.link = link
+        self.lates: list[Late] = []
         self.calls: list[Call] = []
         self.sent: dict[tuple[int, int], Sent] = {}
         self.faults: list[Fault] = []
@@ -107,6 +112,11 @@ class FakeTelegram:
         """The next `times` calls of `method` (any chat, or `chat_id`) fail with `status`."""
         self.faults.append(Fault(method, status, times, retry_after, chat_id))
 
+    def late(self, method: str, after_s: float, times: int = 1, chat_id: int | None = None) -> None:
+        """The next `times` calls of `method` are carried out at once (the message is kept) and
+        answered `after_s` later: past PTB's read timeout, the bot cannot tell they worked."""
+        self.lates.append(Late(method, after_s, times, chat_id))
+
     def push_update(self, update: dict[str, Any]) -> None:
         update["update_id"] = next(self._update_ids)
         self.last_update_id = int(update["update_id"])
@@ -155,23 +165,43 @@ class FakeTelegram:
         file_id = self.file_paths.get(request.match_info["path"])
         if file_id is None:
             return web.Response(status=404, text="Not Found")
-        return web.Response(body=self.files[file_id])
+        body = self.files[file_id]
+        await asyncio.sleep(self.link.call_s + self.link.download_s(len(body)))
+        return web.Response(body=body)
 
     async def _api(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["token"] != self.token:
             return error(401, "Unauthorized")
         method = request.match_info["method"]
+        began = time.monotonic()
         params, files = await parse(request)
+        uploaded = sum(len(data) for data in files.values())
+        # the call reaches Telegram once its files have: a round trip plus the upload's time
+        arrive = began + self.link.call_s + self.link.upload_s(uploaded)
+        await asyncio.sleep(max(0.0, arrive - time.monotonic()))
+        if method == "getFile":
+            await asyncio.sleep(self.link.get_file_s)
         call = Call(method, params, files, time.monotonic())
         self.calls.append(call)
         try:
             response = await self._answer(method, params, files)
         finally:
             await self._notify()
+        late = self._take_late(method, params.get("chat_id"))
+        if late is not None:
+            await asyncio.sleep(late.after_s)  # kept above; the answer comes too late
         call.status = response.status
         for listener in self.listeners:
             listener(call)
         return response
+
+    def _take_late(self, method: str, chat_id: Any) -> Late | None:
+        for late in self.lates:
+            wanted = late.chat_id is None or late.chat_id == chat_id
+            if late.method == method and late.times > 0 and wanted:
+                late.times -= 1
+                return late
+        return None
 
     def _take_fault(self, method: str, chat_id: Any) -> Fault | None:
         for fault in self.faults:
