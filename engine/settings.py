@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", validation_alias="ORSAY_LOG_LEVEL")
     retention_s: float = Field(0.0, validation_alias="ORSAY_RETENTION")
     shutdown_grace_s: float = Field(30.0, validation_alias="ORSAY_SHUTDOWN_GRACE")
+    # The bot's whole stop, SIGTERM to exit, uploads in flight included; below compose's
+    # stop_grace_period (90 s), so the supervisor never has to kill it.
+    stop_s: float = Field(60.0, validation_alias="ORSAY_STOP_S")
+    # How long the bot keeps retrying a store that fails (disk full, I/O error, a lock) before
+    # it exits non-zero for its supervisor to restart it; Telegram keeps unconfirmed updates 24 h.
+    store_outage_s: float = Field(300.0, validation_alias="ORSAY_STORE_OUTAGE_S")
     shared_dir: Path = Field(_REPO.parent / "shared", validation_alias="ORSAY_SHARED")
     model: Literal["vgg19", "vgg16"] = Field("vgg19", validation_alias="ORSAY_MODEL")
     telegram_rate: int = Field(30, validation_alias="ORSAY_TELEGRAM_RATE")
@@ -154,7 +160,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "retention_s", "shutdown_grace_s", "worker_lease_s", "worker_poll_s", "job_timeout_s",
-        mode="before",
+        "stop_s", "store_outage_s", mode="before",
     )  # fmt: skip
     @classmethod
     def _seconds(cls, value: Any, info: ValidationInfo) -> float:
