@@ -54,6 +54,8 @@ WRITTEN = {
     "ORSAY_BATCH": "8",
     "ORSAY_JOBS_PER_USER": "3",
     "ORSAY_MAX_QUEUE": "500",
+    "ORSAY_STOP_S": "45",
+    "ORSAY_STORE_OUTAGE_S": "120",
 }
 SEEN = {
     "api_url": "http://127.0.0.1:8081",
@@ -79,6 +81,8 @@ SEEN = {
     "batch": 8,
     "jobs_per_user": 3,
     "max_queue": 500,
+    "stop_s": 45.0,
+    "store_outage_s": 120.0,
 }
 
 
@@ -122,6 +126,7 @@ def test_defaults_and_blank_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert (default.max_size, default.telegram_rate, default.model) == (512, 30, "vgg19")
     assert default.batch is None  # the painter's device decides (default_batch)
     assert (default.retention_s, default.shutdown_grace_s) == (0.0, 30.0)
+    assert (default.stop_s, default.store_outage_s) == (60.0, 300.0)
     assert default.gallery == default.data_dir / "gallery"
     assert default.style_cache_dir == default.data_dir / "style-cache"
     blank = {name: " " for name in WRITTEN}  # `ORSAY_MAX_SIZE=` in a compose file: the default
