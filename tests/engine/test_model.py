@@ -55,7 +55,8 @@ def test_state_dict_round_trip_through_the_loader(tmp_path: Path) -> None:
         loaded = load_features("vgg16", str(path), "cpu")
         assert not any(p.requires_grad for p in loaded.parameters())
         assert not loaded.training
-        assert torch.allclose(loaded(x, ["relu3_1"])["relu3_1"], expected)
+        # the same weights in the same layers run the same kernels: equal on any path
+        assert torch.equal(loaded(x, ["relu3_1"])["relu3_1"], expected)
 
 
 def test_shape_mismatch_is_a_clear_error(tmp_path: Path, random_weights: Path) -> None:
