@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
     from engine import device as devices
+    from engine.context import Context
     from engine.model import load_features
-    from engine.objective import Context
     from engine.style_transfer import warm_up
 
     if args.device == "cpu":

@@ -69,7 +69,7 @@ def classify(events: list[Any]) -> tuple[list[tuple[int, str]], list[tuple[int, 
 
 def instrument() -> None:
     """Label the network and loss calls so their ops (and their backward) can be told apart."""
-    from engine import losses, objective
+    from engine import context, losses
 
     def wrap(cls: type, method: str, name: str) -> None:
         original = getattr(cls, method)
@@ -80,7 +80,7 @@ def instrument() -> None:
 
         setattr(cls, method, wrapped)
 
-    wrap(objective.Context, "features", "network")
+    wrap(context.Context, "features", "network")
     wrap(losses.GatysLoss, "parts", "loss")  # the autograd path (Wasserstein style losses)
     wrap(losses.GatysLoss, "_gram_value_and_feature_grads", "loss")
 
@@ -114,9 +114,9 @@ def labelled_factory(name: str, before_step: Callable[[], None]) -> Callable[...
 def problem(
     batch: int, side: int, weights: Path, device: str = "cpu", precision: str = "fp32"
 ) -> tuple[Any, Any, torch.Tensor]:
+    from engine.context import Context
     from engine.losses import GatysLoss, LossWeights, style_statistics
     from engine.model import load_features
-    from engine.objective import Context
     from engine.options import StylizeOptions
 
     net = load_features("vgg19", str(weights), device)

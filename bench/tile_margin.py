@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from engine.context import Context
 from engine.losses import GatysLoss, LossWeights, style_statistics
 from engine.model import build_features
-from engine.objective import Context
 from engine.options import StylizeOptions
 from engine.settings import load_settings
 from engine.start import resize, start_image, to_tensor

@@ -206,7 +206,6 @@ class BatchBoxLBFGS:
         """Remember the pair (s, y) of every row whose search is `done` (valid where `good`) and
         give those rows their next direction; the other rows halve their step."""
         b, n = self._x.shape
-        m, slots, small = self.history, self.history + 1, self._small
         x, g = self._x, self.g
         # Pixels at a bound whose gradient pushes them outward cannot move: leave them out of
         # the quasi-Newton model as well as the step (the active set of L-BFGS-B, simplified).
@@ -214,7 +213,28 @@ class BatchBoxLBFGS:
         free_g = g.masked_fill(pinned, 0.0)
         stacked = torch.cat([y, free_g])
         py, pg = self.precondition(stacked.view(2 * b, *self._image)).view(2, b, n).unbind(0)
+        order, s_y, s_g, py_y, py_g = self._store(s, py, stacked, done)
+        valid, gamma = self._renew_gram(s_y, py_y, ys, good, done)
+        d_memory = self._quasi_newton(valid, gamma, s_g, py_g, pg, order, pinned)
+        downhill = (g * d_memory).sum(1, keepdim=True) < 0
+        use = valid.any(1, keepdim=True) & downhill
+        # A model that points uphill is misleading: that row starts over.
+        self.valid = valid & (downhill | ~done)
+        # Without a memory: scaled so no pixel of a row moves by more than FIRST_STEP (the
+        # gradient's scale says nothing about a good pixel step).
+        biggest = pg.abs().amax(1, keepdim=True).clamp_min(1e-30)
+        fresh = (pg * (-FIRST_STEP / biggest)).masked_fill_(pinned, 0.0)
+        self.d = torch.where(done, torch.where(use, d_memory, fresh), self.d)
+        self.t = torch.where(done, 1.0, self.t * 0.5)
+        self.tries = torch.where(done, 0, self.tries + 1)
 
+    def _store(
+        self, s: torch.Tensor, py: torch.Tensor, stacked: torch.Tensor, done: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        """Write the pair (s, P y) to the memory, then read the memory once against y_new and g
+        (`stacked`): the ring order, sᵢᵀ y_new, sᵢᵀ g, yᵢᵀ P y_new and yᵢᵀ P g, oldest first."""
+        b, n = self._x.shape
+        m, slots, small = self.history, self.history + 1, self._small
         # The pair goes to the row's next ring slot (its oldest), or to the scratch slot.
         slot = torch.where(done, self.ptr, m)
         index = torch.cat([slot, slot + slots], 1).unsqueeze(2).expand(b, 2, n)
@@ -229,23 +249,49 @@ class BatchBoxLBFGS:
         on_s, on_py = dots.gather(1, order.expand(b, 2 * m, 2)).view(b, 2, m, 2).unbind(1)
         s_y, s_g = on_s.unbind(2)  # sᵢᵀ y_new, sᵢᵀ g
         py_y, py_g = on_py.unbind(2)  # yᵢᵀ P y_new, yᵢᵀ P g
+        return order, s_y, s_g, py_y, py_g
 
+    def _renew_gram(
+        self,
+        s_y: torch.Tensor,
+        py_y: torch.Tensor,
+        ys: torch.Tensor,
+        good: torch.Tensor,
+        done: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The small matrices SᵀY and YᵀPY with the new pair in, and each row's valid pairs
+        and γ after it."""
+        b, m, small = self._x.shape[0], self.history, self._small
         # Where a search ended the oldest pair leaves and the new one is the last row/column.
         newest = done & self._newest
         ended = done.view(b, 1, 1, 1)
         gram = torch.where(ended, self.gram.roll((-1, -1), (2, 3)), self.gram)
         new = torch.stack([s_y, py_y], 1)
         gram = torch.where(newest.view(b, 1, 1, m), new.unsqueeze(3), gram)
-        self.gram = gram = torch.where(newest.view(b, 1, m, 1), new.unsqueeze(2), gram)
+        self.gram = torch.where(newest.view(b, 1, m, 1), new.unsqueeze(2), gram)
         valid = torch.where(done, self.valid.roll(-1, 1), self.valid)
         valid = torch.where(newest, good, valid)
         ypy_new = py_y[:, m - 1 :].clamp_min(1e-30)
-        gamma = self.gamma = torch.where(good, ys.to(small) / ypy_new, self.gamma)
+        self.gamma = torch.where(good, ys.to(small) / ypy_new, self.gamma)
+        return valid, self.gamma
 
+    def _quasi_newton(
+        self,
+        valid: torch.Tensor,
+        gamma: torch.Tensor,
+        s_g: torch.Tensor,
+        py_g: torch.Tensor,
+        pg: torch.Tensor,
+        order: torch.Tensor,
+        pinned: torch.Tensor,
+    ) -> torch.Tensor:
+        """−H g from the memory's valid pairs (the compact form; pinned pixels left still)."""
+        b, n = self._x.shape
+        slots, small, x = self.history + 1, self._small, self._x
         # H g = γ P(g − Y u) + S p, with invalid pairs masked out of the small system.
         live = valid.to(small)
         sy, ypy = torch.where(
-            (valid.unsqueeze(2) & valid.unsqueeze(1)).unsqueeze(1), gram, 0.0
+            (valid.unsqueeze(2) & valid.unsqueeze(1)).unsqueeze(1), self.gram, 0.0
         ).unbind(1)
         r = sy.triu() + torch.diag_embed(1.0 - live)
         u = torch.linalg.solve_triangular(r, (s_g * live).unsqueeze(2), upper=True)
@@ -256,18 +302,7 @@ class BatchBoxLBFGS:
         coef = torch.zeros((b, 2 * slots, 1), dtype=x.dtype, device=x.device)
         coef.scatter_(1, order, torch.cat([p.neg(), gamma_u], 1).to(x.dtype))
         d_memory = torch.bmm(coef.mT, self.memory).view(b, n)
-        d_memory = torch.addcmul(d_memory, gamma.to(x.dtype), pg, value=-1).masked_fill_(pinned, 0)
-        downhill = (g * d_memory).sum(1, keepdim=True) < 0
-        use = valid.any(1, keepdim=True) & downhill
-        # A model that points uphill is misleading: that row starts over.
-        self.valid = valid & (downhill | ~done)
-        # Without a memory: scaled so no pixel of a row moves by more than FIRST_STEP (the
-        # gradient's scale says nothing about a good pixel step).
-        biggest = pg.abs().amax(1, keepdim=True).clamp_min(1e-30)
-        fresh = (pg * (-FIRST_STEP / biggest)).masked_fill_(pinned, 0.0)
-        self.d = torch.where(done, torch.where(use, d_memory, fresh), self.d)
-        self.t = torch.where(done, 1.0, self.t * 0.5)
-        self.tries = torch.where(done, 0, self.tries + 1)
+        return torch.addcmul(d_memory, gamma.to(x.dtype), pg, value=-1).masked_fill_(pinned, 0)
 
 
 class BoxLBFGS:

@@ -11,16 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from engine.context import Context
 from engine.model import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, VGGFeatures
 from engine.options import StylizeOptions
-
-if TYPE_CHECKING:
-    from engine.objective import Context
 
 # Per layer, a small dict of tensors: {"gram"} or {"mean", "cov", "cov_sqrt"}.
 Targets = dict[str, dict[str, torch.Tensor]]

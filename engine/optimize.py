@@ -23,10 +23,10 @@ from typing import Protocol
 
 import torch
 
+from engine.context import Context
 from engine.errors import Cancelled
 from engine.lbfgs import BatchBoxLBFGS, BatchEvaluate, pyramid_preconditioner
 from engine.losses import GatysLoss
-from engine.objective import Context
 from engine.options import Tuning
 from engine.schedule import EARLY_STOP_WINDOW, MIN_STEPS_BEFORE_STOP
 from engine.tiling import TiledLoss
@@ -223,18 +223,7 @@ def optimize(
     every = progress_every(tuning, ctx.device)
     began = time.perf_counter()
     results = [LaneResult() for _ in lanes]
-    if ctx.one_forward or len(lanes) == 1:
-        parts = [list(range(len(lanes)))]
-    else:  # per-row optimizers: the batch-invariant CPU path (engine.objective.Context)
-        parts = [[i] for i in range(len(lanes))]
-    groups = []
-    for ids in parts:
-        own, rows = objective, start
-        if len(parts) > 1:
-            own, rows = objective.select(ids), start[ids[0] : ids[0] + 1]
-        group = _Group(ctx, ids, own, rows, lanes, results, began)
-        group.opt = factory(rows.detach().clone(), group.evaluate, tuning)
-        groups.append(group)
+    groups = _groups(ctx, objective, start, lanes, factory, tuning, results, began)
     can_stop = max(MIN_STEPS_BEFORE_STOP, EARLY_STOP_WINDOW + 1)
 
     step = 0
@@ -258,19 +247,58 @@ def optimize(
         for group in groups:
             readout = read[offset : offset + len(group.ids)]
             offset += len(group.ids)
-            done, early = [], []
-            for r, (value, before, _) in enumerate(readout):
-                lane = lanes[group.ids[r]]
-                preview = group.best[r : r + 1] if step in lane.preview_at else None
-                lane.on_step(step, value, preview)
-                if not math.isfinite(value):
-                    log.warning("loss diverged at step %d; keeping the best image", step)
-                    done.append(r)
-                elif step >= lane.steps:
-                    done.append(r)
-                elif stalled(step >= can_stop, lane.tolerance, before, value):
-                    early.append(r)
-            best = [loss for _, _, loss in readout]
-            group.finish(done + early, None, best, early)
+            _settle(group, readout, lanes, step, step >= can_stop)
         groups = [g for g in groups if g.ids]
     return results
+
+
+def _groups(
+    ctx: Context,
+    objective: GatysLoss | TiledLoss,
+    start: torch.Tensor,
+    lanes: Sequence[Lane],
+    factory: OptimizerFactory,
+    tuning: Tuning,
+    results: list[LaneResult],
+    began: float,
+) -> list[_Group]:
+    """The rows' optimizers: one for the whole batch, or one a row on the batch-invariant CPU
+    path (engine.context.Context)."""
+    if ctx.one_forward or len(lanes) == 1:
+        parts = [list(range(len(lanes)))]
+    else:
+        parts = [[i] for i in range(len(lanes))]
+    groups = []
+    for ids in parts:
+        own, rows = objective, start
+        if len(parts) > 1:
+            own, rows = objective.select(ids), start[ids[0] : ids[0] + 1]
+        group = _Group(ctx, ids, own, rows, lanes, results, began)
+        group.opt = factory(rows.detach().clone(), group.evaluate, tuning)
+        groups.append(group)
+    return groups
+
+
+def _settle(
+    group: _Group,
+    readout: Sequence[Sequence[float]],
+    lanes: Sequence[Lane],
+    step: int,
+    old_enough: bool,
+) -> None:
+    """Tell each row's lane its step (and preview), then end the rows that are done: budget
+    spent, diverged (keeping the best image) or stalled (the early stop)."""
+    done, early = [], []
+    for r, (value, before, _) in enumerate(readout):
+        lane = lanes[group.ids[r]]
+        preview = group.best[r : r + 1] if step in lane.preview_at else None
+        lane.on_step(step, value, preview)
+        if not math.isfinite(value):
+            log.warning("loss diverged at step %d; keeping the best image", step)
+            done.append(r)
+        elif step >= lane.steps:
+            done.append(r)
+        elif stalled(old_enough, lane.tolerance, before, value):
+            early.append(r)
+    best = [loss for _, _, loss in readout]
+    group.finish(done + early, None, best, early)

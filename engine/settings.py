@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from platformdirs import user_data_dir
 from pydantic import (
@@ -33,9 +34,6 @@ from pydantic_settings import (
 )
 
 from engine import presets
-
-if TYPE_CHECKING:
-    from engine.queue.limits import QueueLimits
 
 DEFAULT_API_URL = "https://api.telegram.org"
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -78,6 +76,16 @@ def check_device(name: str) -> str:
 def _var(name: str) -> Any:
     """An optional setting: None when the variable is unset."""
     return Field(None, validation_alias=name)
+
+
+@dataclass(frozen=True)
+class QueueLimits:
+    """The operator's knobs on the queue, shared by both backends (`Settings.queue_limits`).
+    Defined here, below engine.queue, which imports this module."""
+
+    per_user: int = 2  # queued + running jobs of one user
+    max_queue: int = 100  # jobs waiting, all users together
+    max_attempts: int = 3  # tries of a job whose worker died (= 2 retries after the first)
 
 
 class Settings(BaseSettings):
@@ -248,8 +256,6 @@ class Settings(BaseSettings):
     @property
     def queue_limits(self) -> QueueLimits:
         """ORSAY_JOBS_PER_USER and ORSAY_MAX_QUEUE, as both queue backends take them."""
-        from engine.queue.limits import QueueLimits  # engine.queue imports this module
-
         return QueueLimits(per_user=self.jobs_per_user, max_queue=self.max_queue)
 
     @property

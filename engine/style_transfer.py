@@ -8,8 +8,8 @@ gallery paintings), and engine.optimize runs one optimizer loop per scale. A bat
 several compatible jobs (engine.batching.bucket_key) in one forward/backward per evaluation,
 each with its own events, early stop and cancellation. Before the real run a job with a
 progress listener gets a "first look": a few steps at a small size, shown as a preview within
-seconds. A GPU out-of-memory error re-plans the schedule smaller (engine.schedule
-.shrink_after_oom) for a single job and splits a batch in two.
+seconds. A GPU out-of-memory error splits a batch in two; a single job climbs down one ladder
+(`_after_oom`): smaller tiles first, then a smaller schedule (engine.schedule.shrink_after_oom).
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from engine import color, tiles, tiling
 from engine import device as devices
 from engine import objective as objectives
 from engine.batching import bucket_key
+from engine.context import Context
 from engine.errors import Cancelled
 from engine.job import MIN_SIDE, Job, ProgressFn
 from engine.model import load_features
-from engine.objective import Context
 from engine.optimize import Lane, LaneResult, OptimizerFactory, optimize
 from engine.options import BatchJob, StyleInput, StylizeOptions, StylizeResult
 from engine.report import Reporter
@@ -163,18 +163,11 @@ def _first_look(
 def _paint(
     jobs: list[Job], optimizer: OptimizerFactory | None
 ) -> list[StylizeResult | BaseException]:
-    opts = jobs[0].options
+    """One batch from set-up to results: the network, the first look, the scales (`_Scales`)
+    and the final images (`_finish`); one result or exception per job, in order."""
     started = time.perf_counter()
     reporters = [Reporter(job, started) for job in jobs]
-    device = devices.pick_device(opts.device)
-    precision = devices.pick_precision(opts.precision, device)
-    if any(job.options.seed is not None for job in jobs):
-        devices.make_deterministic(device)
-    devices.reset_peak_memory(device)
-    for r in reporters:
-        r.emit(stage="loading")
-    net = load_features(opts.model, opts.weights, device)
-    ctx = Context(net, device, precision)
+    ctx = _context(jobs, reporters)
     for r in reporters:
         r.emit(stage="style_targets")
     caches = [
@@ -187,94 +180,138 @@ def _paint(
         results[i] = Cancelled("cancelled")
     for r in reporters:
         r.opt_started = time.perf_counter()
-    tuning = opts.tuning
-    tile = tiling.pick_tile(opts.tile, device, opts.model, precision)
+    opts = jobs[0].options
+    tile = tiling.pick_tile(opts.tile, ctx.device, opts.model, ctx.precision)
     for reporter in reporters:
         reporter.weigh_tiles(tile)
-    look = [
-        i
-        for i in alive
-        if jobs[i].progress is not None
-        and tuning.first_look_steps > 0
-        and MIN_SIDE <= tuning.first_look_side < jobs[i].options.size
-    ]
+    look = [i for i in alive if _wants_first_look(jobs[i])]
     if look:
         picked = [caches[i] for i in look]
         _first_look(ctx, [jobs[i] for i in look], [reporters[i] for i in look], picked)
     previous: list[torch.Tensor | None] = [None] * len(jobs)
-    last: tuple[list[int], Objective] | None = None  # the final scale's rows and objective
-    index = 0
-    while alive and index < len(reporters[alive[0]].plan.sides):
-        batch = [jobs[i] for i in alive]
-        side = reporters[alive[0]].plan.sides[index]
-        try:
-            outcomes, loss = _paint_scale(
-                ctx,
-                batch,
-                [reporters[i] for i in alive],
-                index,
-                [previous[i] for i in alive],
-                [caches[i] for i in alive],
-                optimizer or batch[0].options.optimizer,
-                tile,
-            )
-            last = (list(alive), loss)
-        except Exception as error:
-            if not devices.is_oom(error):
-                raise
-            devices.free_cache(device)
-            if len(alive) > 1:
-                raise _SplitBatch from error
-            reporter = reporters[alive[0]]
-            smaller_tile = tiles.shrink_tile(side, tile)
-            if smaller_tile is not None:  # smaller tiles first: the print keeps its size
-                message = (
-                    f"{device.type.upper()} out of memory: retrying in {smaller_tile} px tiles"
-                )
-                log.warning(message)
-                reporter.oom.append({"tile_from": tile or side, "tile_to": smaller_tile})
-                tile = smaller_tile
-                reporter.weigh_tiles(tile)
-                reporter.emit(
-                    stage="optimizing",
-                    message=message,
-                    size=side,
-                    scale_index=index + 1,
-                    fraction=reporter.fraction(index, 0),
-                )
-                continue
-            if side <= MIN_SIDE:
-                raise
-            smaller = max(MIN_SIDE, int(side * OOM_SHRINK))
-            message = f"{device.type.upper()} out of memory: retrying at {smaller} px"
-            log.warning(message)
-            reporter.oom.append({"from": side, "to": smaller})
-            reporter.plan, index = shrink_after_oom(reporter.plan, index, smaller)
-            reporter.emit(
-                stage="optimizing",
-                message=message,
-                size=smaller,
-                scale_index=index + 1,
-                fraction=reporter.fraction(index, 0),
-            )
-            continue
-        for i, out in zip(alive, outcomes, strict=True):
-            if out.error is not None:
-                results[i] = out.error
-                continue
-            assert out.best is not None
-            previous[i] = out.best
-            image = to_image(_output(jobs[i], out.best, side))
-            reporters[i].scale_done(index, side, out, image)
-        alive = [i for i in alive if results[i] is None]
-        index += 1
+    run = _Scales(ctx, jobs, reporters, caches, results, previous)
+    alive, last, tile = run.paint(alive, optimizer, tile)
     if alive:
         reuse = None
-        if precision == "fp32" and last is not None:  # the last objective is the final one
+        if ctx.precision == "fp32" and last is not None:  # the last objective is the final one
             reuse = last[1].select([last[0].index(i) for i in alive])
         final = [(i, jobs[i], reporters[i], previous[i]) for i in alive]
         _finish(ctx, final, caches, reuse, len(jobs), results, tile)
     return [r if r is not None else Cancelled("cancelled") for r in results]
+
+
+def _context(jobs: Sequence[Job], reporters: Sequence[Reporter]) -> Context:
+    """The batch's device, precision and network (loaded now, the "loading" stage)."""
+    opts = jobs[0].options
+    device = devices.pick_device(opts.device)
+    precision = devices.pick_precision(opts.precision, device)
+    if any(job.options.seed is not None for job in jobs):
+        devices.make_deterministic(device)
+    devices.reset_peak_memory(device)
+    for r in reporters:
+        r.emit(stage="loading")
+    net = load_features(opts.model, opts.weights, device)
+    return Context(net, device, precision)
+
+
+def _wants_first_look(job: Job) -> bool:
+    tuning = job.options.tuning
+    return (
+        job.progress is not None
+        and tuning.first_look_steps > 0
+        and MIN_SIDE <= tuning.first_look_side < job.options.size
+    )
+
+
+@dataclasses.dataclass
+class _Scales:
+    """The scale loop of one batch: each job's results and its picture after each scale
+    (`previous`, the next scale's start), filled in as the scales run."""
+
+    ctx: Context
+    jobs: Sequence[Job]
+    reporters: Sequence[Reporter]
+    caches: Sequence[StyleCache | None]
+    results: list[StylizeResult | BaseException | None]
+    previous: list[torch.Tensor | None]
+
+    def paint(
+        self, alive: list[int], optimizer: OptimizerFactory | None, tile: int | None
+    ) -> tuple[list[int], tuple[list[int], Objective] | None, int | None]:
+        """Every scale for the jobs in `alive` (row numbers); the jobs still alive after the
+        last, the last scale's rows and objective, and the tile size it ended with."""
+        jobs, reporters, previous = self.jobs, self.reporters, self.previous
+        last: tuple[list[int], Objective] | None = None  # the final scale's rows and objective
+        index = 0
+        while alive and index < len(reporters[alive[0]].plan.sides):
+            batch = [jobs[i] for i in alive]
+            side = reporters[alive[0]].plan.sides[index]
+            try:
+                outcomes, loss = _paint_scale(
+                    self.ctx,
+                    batch,
+                    [reporters[i] for i in alive],
+                    index,
+                    [previous[i] for i in alive],
+                    [self.caches[i] for i in alive],
+                    optimizer or batch[0].options.optimizer,
+                    tile,
+                )
+                last = (list(alive), loss)
+            except Exception as error:
+                if not devices.is_oom(error):
+                    raise
+                devices.free_cache(self.ctx.device)
+                if len(alive) > 1:
+                    raise _SplitBatch from error
+                rung = _after_oom(self.ctx.device, reporters[alive[0]], side, index, tile)
+                if rung is None:
+                    raise
+                index, tile = rung
+                continue
+            self._keep(alive, outcomes, index, side)
+            alive = [i for i in alive if self.results[i] is None]
+            index += 1
+        return alive, last, tile
+
+    def _keep(self, alive: list[int], outcomes: list[LaneResult], index: int, side: int) -> None:
+        """A scale's outcomes: a job's error is its result, its picture the next start."""
+        for i, out in zip(alive, outcomes, strict=True):
+            if out.error is not None:
+                self.results[i] = out.error
+                continue
+            assert out.best is not None
+            self.previous[i] = out.best
+            image = to_image(_output(self.jobs[i], out.best, side))
+            self.reporters[i].scale_done(index, side, out, image)
+
+
+def _after_oom(
+    device: torch.device, reporter: Reporter, side: int, index: int, tile: int | None
+) -> tuple[int, int | None] | None:
+    """The out-of-memory ladder of a single job: smaller tiles first (the print keeps its
+    size), then a smaller size (engine.schedule.shrink_after_oom re-plans the rest). The scale
+    to retry and the tile size to retry it with; None when the picture is MIN_SIDE already."""
+    smaller_tile = tiles.shrink_tile(side, tile)
+    if smaller_tile is not None:
+        size, rung = side, f"in {smaller_tile} px tiles"
+        reporter.oom.append({"tile_from": tile or side, "tile_to": smaller_tile})
+        tile = smaller_tile
+        reporter.weigh_tiles(tile)
+    elif side > MIN_SIDE:
+        size = max(MIN_SIDE, int(side * OOM_SHRINK))
+        rung = f"at {size} px"
+        reporter.oom.append({"from": side, "to": size})
+        reporter.plan, index = shrink_after_oom(reporter.plan, index, size)
+    else:
+        return None
+    message = f"{device.type.upper()} out of memory: retrying {rung}"
+    log.warning(message)
+    fraction = reporter.fraction(index, 0)
+    reporter.emit(
+        stage="optimizing", message=message, size=size, scale_index=index + 1, fraction=fraction
+    )
+    return index, tile
 
 
 def _finish(

@@ -31,11 +31,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from engine import device as devices
+from engine.context import Context
 from engine.losses import (
     GatysLoss,
     Targets,
@@ -45,9 +46,6 @@ from engine.losses import (
     total_variations,
 )
 from engine.tiles import MIN_TILE, Tile, aligned, margin_for, plan_tiles
-
-if TYPE_CHECKING:
-    from engine.objective import Context
 
 # Peak bytes per window pixel of one tiled evaluation (the window's forward and backward), by
 # (model, precision): the peak RSS it added on a CPU, the same at 256, 384 and 512 px windows

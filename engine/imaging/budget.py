@@ -15,6 +15,9 @@ libjpeg keeps every coefficient of the whole picture (see probe.py).
 CPU_SECONDS and WALL_SECONDS bound a hostile file: the largest legitimate photo we measured
 decodes in well under a second (bench/decode.py), so a file that needs more than six CPU-seconds
 is not a photo worth waiting for. WALL_SECONDS is larger to survive a busy machine.
+
+`Stats` is the other side of the ledger: what one decode did cost, measured in the child that
+ran it (here, below sandbox.py and child.py, because both use it).
 """
 
 from __future__ import annotations
@@ -42,3 +45,12 @@ class Budget:
     cpu_seconds: int = CPU_SECONDS
     wall_seconds: float = WALL_SECONDS
     max_rle_bmp_pixels: int = MAX_RLE_BMP_PIXELS
+
+
+@dataclass(frozen=True)
+class Stats:
+    """What the decode cost, measured inside the child (for tests and bench/decode.py)."""
+
+    cpu_s: float
+    wall_s: float
+    peak_bytes: int  # peak resident memory above the child's resident memory at start

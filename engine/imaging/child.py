@@ -14,8 +14,7 @@ from multiprocessing.connection import Connection
 
 from engine.errors import ImageError
 from engine.imaging import decode, encode
-from engine.imaging.budget import Budget
-from engine.imaging.sandbox import Stats
+from engine.imaging.budget import Budget, Stats
 
 _M_ARENA_MAX = -8
 

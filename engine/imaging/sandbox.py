@@ -35,7 +35,7 @@ from PIL import Image
 
 from engine import errors
 from engine.errors import ImageError, ImageTooCostly
-from engine.imaging.budget import Budget
+from engine.imaging.budget import Budget, Stats
 
 MAX_PARALLEL = 2  # decodes at once per process: bounds memory at 2 × Budget.memory_bytes
 _GATE = threading.BoundedSemaphore(MAX_PARALLEL)
@@ -109,15 +109,6 @@ _process_class: type[context.ForkServerProcess] = (
 
 
 @dataclass(frozen=True)
-class Stats:
-    """What the decode cost, measured inside the child (for tests and bench/decode.py)."""
-
-    cpu_s: float
-    wall_s: float
-    peak_bytes: int  # peak resident memory above the child's resident memory at start
-
-
-@dataclass(frozen=True)
 class Decoded:
     """What a decoding child sent back: the picture (or its normalized encoding) and its cost."""
 
@@ -155,7 +146,9 @@ def run(data: bytes, budget: Budget, output: str = "pixels") -> Decoded:
 def _run_child(data: bytes, budget: Budget, output: str) -> tuple[tuple, Stats]:
     receive, send = _CONTEXT.Pipe(duplex=False)
     from_parent, to_child = _CONTEXT.Pipe(duplex=False)
-    from engine.imaging.child import serve  # the child module is also the preload
+    # The child module (also the fork server's preload) is imported here, not at the top:
+    # importing it applies the decoder settings and freezes the collector in this process.
+    from engine.imaging.child import serve
 
     process = _process_class(target=serve, args=(from_parent, send, budget, output))
     process.daemon = True

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.queue.limits import QueueLimits
 from engine.queue.seam import (
     TERMINAL_STATES,
     BatchItem,
@@ -33,7 +32,7 @@ from engine.queue.seam import (
     StyleChoice,
     TooManyActiveJobs,
 )
-from engine.settings import is_redis_url
+from engine.settings import QueueLimits, is_redis_url
 
 __all__ = [
     "TERMINAL_STATES",

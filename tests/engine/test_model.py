@@ -143,7 +143,7 @@ def test_bf16_runs_the_network_cast_once_with_autocasts_numbers() -> None:
     autocast, one cast per forward (the input's)."""
     from torch.profiler import ProfilerActivity, profile
 
-    from engine.objective import Context
+    from engine.context import Context
 
     net = build_features("vgg19", "random")
     ctx = Context(net, torch.device("cpu"), "bf16", one_forward=True)

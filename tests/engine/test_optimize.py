@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from engine.context import Context
 from engine.losses import GatysLoss, LossWeights, style_statistics
 from engine.model import load_features
-from engine.objective import Context
 from engine.observability.dispatches import host_reads, outermost
 from engine.optimize import Lane, optimize
 from engine.options import StylizeOptions, Tuning

@@ -13,12 +13,12 @@ import pytest
 
 from engine import presets
 from engine.options import Quality
-from engine.queue.limits import QueueLimits
 from engine.queue.redis_backend.keys import MAX_RANK
 from engine.settings import (
     CUDA_BATCH,
     MAX_JOBS_PER_USER,
     ConfigError,
+    QueueLimits,
     Settings,
     default_batch,
     is_redis_url,

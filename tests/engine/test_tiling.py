@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 from engine import tiles, tiling
+from engine.context import Context
 from engine.losses import GatysLoss, LossWeights, style_statistics
 from engine.model import build_features
-from engine.objective import Context
 from engine.options import StylizeOptions
 from engine.start import resize, start_image, to_tensor
 from engine.tiles import ALIGN, plan_tiles

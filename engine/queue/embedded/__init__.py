@@ -24,7 +24,6 @@ from engine.queue.embedded.events import EventHub
 from engine.queue.embedded.lockfile import LockFile
 from engine.queue.embedded.store import SqliteJobStore
 from engine.queue.embedded.worker import PainterThread
-from engine.queue.limits import QueueLimits
 from engine.queue.policy import RunTimes
 from engine.queue.seam import (
     JobEvent,
@@ -35,6 +34,7 @@ from engine.queue.seam import (
     QueueStats,
     QueueUnavailable,
 )
+from engine.settings import QueueLimits
 
 T = TypeVar("T")
 

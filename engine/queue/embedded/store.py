@@ -26,7 +26,6 @@ from engine.queue.batches import Picker
 from engine.queue.codec import decode_request, encode_request, strip_request
 from engine.queue.embedded import schema
 from engine.queue.lifecycle import WORKER_DIED, JobOutcome
-from engine.queue.limits import QueueLimits
 from engine.queue.policy import fair_order
 from engine.queue.seam import (
     TERMINAL_STATES,
@@ -36,6 +35,7 @@ from engine.queue.seam import (
     QueueFull,
     TooManyActiveJobs,
 )
+from engine.settings import QueueLimits
 
 log = logging.getLogger(__name__)
 

@@ -30,9 +30,9 @@ from engine.queue.lifecycle import (
     stamp,
     terminal_event,
 )
-from engine.queue.limits import QueueLimits
 from engine.queue.policy import RunTimes
 from engine.queue.seam import BatchItem, JobEvent, JobState, Painter, ProgressCallback
+from engine.settings import QueueLimits
 
 log = logging.getLogger(__name__)
 IDLE_WAIT_S = 0.5

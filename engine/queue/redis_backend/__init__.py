@@ -29,7 +29,6 @@ from redis.exceptions import WatchError
 from engine.observability import metrics
 from engine.queue import blobs
 from engine.queue.codec import encode_event, encode_request, strip_request
-from engine.queue.limits import QueueLimits
 from engine.queue.redis_backend import keys as k
 from engine.queue.redis_backend import scripts
 from engine.queue.redis_backend.events import follow
@@ -51,6 +50,7 @@ from engine.queue.seam import (
     QueueUnavailable,
     TooManyActiveJobs,
 )
+from engine.settings import QueueLimits
 
 log = logging.getLogger(__name__)
 WORKER_ALIVE_S = 30.0

@@ -44,11 +44,11 @@ from engine.queue.lifecycle import (
     stamp,
     terminal_event,
 )
-from engine.queue.limits import QueueLimits
 from engine.queue.redis_backend import keys as k
 from engine.queue.redis_backend import scripts
 from engine.queue.redis_backend.store import DOWN_ERRORS, connect, text
 from engine.queue.seam import BatchItem, JobEvent, JobRequest, JobState, Painter, ProgressCallback
+from engine.settings import QueueLimits
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 5.0
