@@ -185,7 +185,7 @@ class RedisQueue:
     async def acknowledge(self, job_id: str) -> None:
         key = k.job_key(job_id)
         with unavailable_on_error():
-            state_b, shas_b = await self.redis.hmget(key, ["state", "blobs"])
+            state_b, shas_b, user_b = await self.redis.hmget(key, ["state", "blobs", "user_id"])
             state = text(state_b)
             if state is None or JobState(state) not in TERMINAL_STATES:
                 return
@@ -202,6 +202,20 @@ class RedisQueue:
                 until = time.time() + self.retention_s if self.retention_s > 0 else 0
                 await self._release(job_id, shas_b, until, client=pipe)
                 await pipe.execute()
+            await self._drop_expired(text(user_b) or "")
+
+    async def _drop_expired(self, user_id: str) -> None:
+        """Take the jobs whose record has expired out of the user's set of jobs: that set (what
+        /forget deletes) is the one key of a job without a TTL, and kept every id it was given."""
+        user_key = k.user_key(user_id)
+        ids = [text(i) or "" for i in await self.redis.smembers(user_key)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.exists(k.job_key(job_id))
+            alive = await pipe.execute()
+        gone = [job_id for job_id, found in zip(ids, alive, strict=True) if not found]
+        if gone:
+            await self.redis.srem(user_key, *gone)
 
     async def _release(
         self, job_id: str, shas_b: bytes | None, until: float, client: Any = None

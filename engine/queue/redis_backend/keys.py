@@ -9,7 +9,8 @@ is ours, and nothing of ours is anybody else's: the waiting line has one source 
     orsay:running         set     jobs being painted
     orsay:lease:<id>      string  the painting worker's lease; it renews it, a dead one's expires
     orsay:active:<user>   set     the user's queued + running jobs (the per-user limit)
-    orsay:user:<user>     set     every job of the user (/forget)
+    orsay:user:<user>     set     every job of the user still on record (/forget); an
+                                  acknowledge drops the ids whose record has expired
     orsay:undelivered     set     finished jobs the bot has not acknowledged yet
     orsay:runs            list    recent run seconds, newest first (ETA, stats)
     orsay:waits           list    recent wait seconds, newest first (stats)

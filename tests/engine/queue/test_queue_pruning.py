@@ -6,7 +6,6 @@ expires, but the user's set of job ids kept them all."""
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,21 +21,9 @@ from engine.queue.redis_backend import RedisQueue
 from engine.queue.redis_backend import keys as k
 from engine.queue.redis_backend.worker import WorkerConfig, start_worker_task
 from engine.queue.stub_painter import StubPainter
+from tests.doubles.clock import Clock
 from tests.doubles.queue_helpers import RedisServer, request
 from tests.engine.queue.test_queue_contract import follow
-
-
-class Clock:
-    """The queue's `time`, moved on by hand: jobs age by days without waiting."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def time(self) -> float:
-        return time.time() + self.offset
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
 
 
 @pytest.fixture
