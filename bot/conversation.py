@@ -15,10 +15,14 @@ callback data is plain text naming durable things (bot.keyboards), so it needs n
 
 Why not PicklePersistence: it rewrites one pickle of every conversation on each flush, in place
 (not atomically), in a second file beside the store; rows in the store's SQLite (WAL) are written
-one at a time and survive kill -9. PTB writes conversation states only in `update_persistence`,
-which bot.app calls after every update (a handler in a later group), not on PTB's 60 s timer. A
-kill -9 between a handler's reply and that write loses the change, but not the update: it is
-marked handled only after that write (bot.updates), so it is replayed on the next start.
+one at a time and survive kill -9. PTB hands conversation states over only in
+`update_persistence`, which bot.app calls after every update (a handler in a later group), not
+on PTB's 60 s timer. The state is then staged (Store.stage_conversation), not written: the
+update processor's handled mark for that user's update writes it, in the same transaction
+(bot.updates). A kill -9 before that transaction loses both the new state and the mark, so the
+update is replayed under the state it first ran under; a state written before the mark would
+have replayed a style picture under the new state, as a new photo (issue 30). A stop flushes
+nothing: what is still staged belongs to updates not handled, which are replayed.
 """
 
 from __future__ import annotations
@@ -59,9 +63,10 @@ class StorePersistence(BasePersistence[ADict, ADict, ADict]):
         return {key: State(state) for key, state in (await self.store.conversations(name)).items()}
 
     async def update_conversation(self, name: str, key: Key, new_state: object | None) -> None:
+        """Staged until the update's handled mark writes it (module docstring)."""
         if new_state is not None and not isinstance(new_state, int):
             raise TypeError(f"conversation states are State members, not {new_state!r}")
-        await self.store.set_conversation(name, key, new_state)
+        self.store.stage_conversation(name, key, new_state)
 
     # -- the kinds of data this persistence does not keep ------------------------------------
 
@@ -105,4 +110,4 @@ class StorePersistence(BasePersistence[ADict, ADict, ADict]):
         pass
 
     async def flush(self) -> None:
-        pass  # every state was written when it changed
+        pass  # a staged state is written with its update's handled mark, or replayed

@@ -55,6 +55,14 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE job_messages ADD COLUMN finished_at REAL;
     ALTER TABLE users ADD COLUMN last_change TEXT;
     """,
+    # 3: what a replay needs to give the first run's answer (issue 30): how many starts began
+    # handling each update (bot.updates sets aside one begun at MAX_STARTS starts without
+    # ending), and a choice the first run made by chance (the 🎲 draw), so a replay makes it
+    # again rather than another.
+    """
+    ALTER TABLE updates ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE updates ADD COLUMN decision TEXT;
+    """,
 )
 VERSION = len(MIGRATIONS)
 

@@ -5,10 +5,12 @@ updates (bot.updates). SQLite (WAL) plus image files under `<data dir>/bot/`, so
 keeps working after a restart and `/forget` can delete a user's pictures for real.
 
 Every method is a coroutine that runs on the store's own thread (one connection, one thread, in
-submission order), so no handler waits on the disk on the event loop. A write is handed to that
-thread before the caller's first await and is shielded from the caller's cancellation: once a
-coroutine has called `set_job_messages`, the write happens even if the caller is cancelled
-(a sent mark must never be lost to a graceful stop). The schema is versioned (bot.schema).
+submission order), so no handler waits on the disk on the event loop; `stage_conversation` alone
+is a plain call (it keeps a state in memory until its update's handled mark). A write is handed
+to that thread before the caller's first await and is shielded from the caller's cancellation:
+once a coroutine has called `set_job_messages`, the write happens even if the caller is
+cancelled (a sent mark must never be lost to a graceful stop). The schema is versioned
+(bot.schema).
 
 Durability: WAL with synchronous=NORMAL survives a kill -9 of the bot (a committed write is in
 the WAL file); an OS crash or power loss may lose the last commits.
@@ -17,11 +19,12 @@ the WAL file); an OS crash or power loss may lose the last commits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -34,6 +37,10 @@ OWN_STYLE = "own"  # last_style of a job painted in the user's own style picture
 STRENGTHS = presets.STRENGTH_LEVELS  # the -/+ buttons step through these
 QUALITIES = presets.QUALITIES
 KEEP_HANDLED_S = 2 * 86400  # ids of handled updates / delivered jobs: Telegram keeps updates 24 h
+# The running bot prunes rows past KEEP_HANDLED_S this often (bot.app), so the store holds two
+# days of traffic however long the bot is up (bench/store_sizes.py); a prune of a store holding
+# 200,000 update ids and 10,000 jobs' rows took about 1 ms, on the store's thread.
+PRUNE_EVERY_S = 300.0
 T = TypeVar("T")
 
 
@@ -55,13 +62,31 @@ class JobMessages:
     sent: bool = False
 
 
+@dataclass
+class Journaled:
+    """An update written ahead and not handled yet (bot.updates replays it)."""
+
+    update_id: int
+    payload: str  # the update's JSON, as Telegram sent it
+    received_at: float  # when it was written (time.time())
+    attempts: int  # how many starts began handling it
+
+
 _PREF_FIELDS = tuple(f.name for f in fields(UserPrefs) if f.name != "user_id")
+Staged = tuple[str, tuple[int | str, ...]]  # a conversation's name and PTB key
+
+
+def _key_user(key: tuple[int | str, ...]) -> int | None:
+    """The user of a conversation key: PTB's (chat id, user id) ends with it."""
+    return key[-1] if key and isinstance(key[-1], int) else None
 
 
 class Store:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         (self.root / "users").mkdir(parents=True, exist_ok=True)
+        # conversation states waiting for their update's handled mark (stage_conversation)
+        self._staged: dict[Staged, int | None] = {}
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="orsay-bot-store")
         try:
             self._db: sqlite3.Connection = self._thread.submit(self._open).result()
@@ -78,9 +103,7 @@ class Store:
         except BaseException:
             db.close()
             raise
-        old = time.time() - KEEP_HANDLED_S
-        db.execute("DELETE FROM updates WHERE handled_at < ?", (old,))
-        db.execute("DELETE FROM job_messages WHERE finished_at < ?", (old,))
+        self._prune_rows(db, time.time() - KEEP_HANDLED_S)
         return db
 
     def close(self) -> None:
@@ -206,18 +229,25 @@ class Store:
                 "DELETE FROM conversations WHERE name = ? AND key = ?", (name, json.dumps(key))
             )
             return
-        user_id = key[-1] if key and isinstance(key[-1], int) else None
         self._db.execute(
             "INSERT INTO conversations (name, key, user_id, state) VALUES (?, ?, ?, ?)"
             " ON CONFLICT(name, key) DO UPDATE SET state = excluded.state",
-            (name, json.dumps(key), user_id, int(state)),
+            (name, json.dumps(key), _key_user(key), int(state)),
         )
 
     async def set_conversation(
         self, name: str, key: tuple[int | str, ...], state: int | None
     ) -> None:
-        """`key` is PTB's (chat id, user id); None ends the conversation."""
+        """`key` is PTB's (chat id, user id); None ends the conversation. Written at once; the
+        running bot's changes go through `stage_conversation` instead."""
         await self._run(self._set_conversation, name, key, state)
+
+    def stage_conversation(self, name: str, key: tuple[int | str, ...], state: int | None) -> None:
+        """Keep a conversation's new state (None: ended) until `handled` marks its user's update
+        handled, and write it in that transaction. On disk an update is then either unhandled,
+        with its user's state as it was before it, or handled, with the state it led to: a
+        replay runs it under the state it first ran under. Call it on the event loop."""
+        self._staged[(name, key)] = state
 
     # -- the write-ahead of updates (bot.updates) ----------------------------------------
 
@@ -234,10 +264,51 @@ class Store:
         known already (Telegram sent it again), and then nothing is written."""
         return await self._run(self._journal, update_id, payload)
 
-    async def handled(self, update_id: int) -> None:
-        """The update was handled: forget its content, keep its id (KEEP_HANDLED_S)."""
-        sql = "UPDATE updates SET payload = NULL, handled_at = ? WHERE update_id = ?"
-        await self._run(self._db.execute, sql, (time.time(), update_id))
+    async def begin(self, update_id: int) -> None:
+        """Handling of the update starts: count it (Journaled.attempts) before it runs."""
+        sql = "UPDATE updates SET attempts = attempts + 1 WHERE update_id = ?"
+        await self._run(self._db.execute, sql, (update_id,))
+
+    def _handled(self, update_id: int, states: list[tuple[Staged, int | None]]) -> None:
+        with self._transaction():
+            self._db.execute(
+                "UPDATE updates SET payload = NULL, decision = NULL, handled_at = ?"
+                " WHERE update_id = ?",
+                (time.time(), update_id),
+            )
+            for (name, key), state in states:
+                self._set_conversation(name, key, state)
+
+    async def handled(self, update_id: int, user: int | None = None) -> None:
+        """The update was handled: forget its content, keep its id (KEEP_HANDLED_S), and write
+        the conversation states staged for `user` (`stage_conversation`), in one transaction.
+        A state staged again while this was written stays staged, for that later update."""
+        states = [
+            (staged, state)
+            for staged, state in self._staged.items()
+            if user is not None and _key_user(staged[1]) == user
+        ]
+        await self._run(self._handled, update_id, states)
+        for staged, state in states:
+            if staged in self._staged and self._staged[staged] == state:
+                del self._staged[staged]
+
+    def _decide(self, update_id: int, choice: str) -> str:
+        with self._transaction():
+            self._db.execute(
+                "UPDATE updates SET decision = COALESCE(decision, ?) WHERE update_id = ?",
+                (choice, update_id),
+            )
+            row = self._db.execute(
+                "SELECT decision FROM updates WHERE update_id = ?", (update_id,)
+            ).fetchone()
+        return str(row[0]) if row is not None and row[0] is not None else choice
+
+    async def decide(self, update_id: int, choice: str) -> str:
+        """The choice the update's first run made by chance, kept with the update until it is
+        handled: `choice` the first time, the first one again on a replay (and `choice` for
+        an update the journal does not hold)."""
+        return await self._run(self._decide, update_id, choice)
 
     def _unhandled(self) -> list[tuple[int, str]]:
         rows = self._db.execute(
@@ -249,6 +320,30 @@ class Store:
         """(update id, payload) of every update not handled yet, oldest first."""
         return await self._run(self._unhandled)
 
+    def _backlog(self) -> list[Journaled]:
+        rows = self._db.execute(
+            "SELECT update_id, payload, received_at, attempts FROM updates"
+            " WHERE handled_at IS NULL ORDER BY update_id"
+        )
+        return [Journaled(int(u), str(p), float(r), int(a)) for u, p, r, a in rows]
+
+    async def backlog(self) -> list[Journaled]:
+        """Every update not handled yet, oldest first, with when it was written and how many
+        starts began handling it: what `UpdateProcessor.replay` decides by."""
+        return await self._run(self._backlog)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One transaction, on the store's thread; a failure (COMMIT's too) rolls it back."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
     # -- privacy -------------------------------------------------------------------------
 
     def _forget(self, user_id: int) -> None:
@@ -259,3 +354,20 @@ class Store:
 
     async def forget(self, user_id: int) -> None:
         await self._run(self._forget, user_id)
+
+    # -- pruning -------------------------------------------------------------------------
+
+    @staticmethod
+    def _prune_rows(db: sqlite3.Connection, before: float) -> int:
+        """Delete the updates handled and the jobs delivered before `before` (unix time);
+        returns how many rows went."""
+        gone = db.execute("DELETE FROM updates WHERE handled_at < ?", (before,)).rowcount
+        sql = "DELETE FROM job_messages WHERE finished_at < ?"
+        return gone + db.execute(sql, (before,)).rowcount
+
+    async def prune(self) -> int:
+        """Forget the ids of updates handled, and the rows of jobs delivered, more than
+        KEEP_HANDLED_S ago; returns how many rows went. An update not handled yet, or a job
+        not delivered yet, is never pruned. The store prunes when it opens, and the bot calls
+        this every PRUNE_EVERY_S while it runs: a bot up for months keeps two days of rows."""
+        return await self._run(self._prune_rows, self._db, time.time() - KEEP_HANDLED_S)

@@ -62,7 +62,11 @@ async def choose_style(update: Update, context: BotContext) -> State:
 
 
 async def surprise(update: Update, context: BotContext) -> State:
-    """🎲: a random painting, not the one used last."""
+    """🎲: a random painting, not the one used last. A replay of the press (bot.updates) must
+    paint what the first run drew, but the first run saved its draw as the last style, which a
+    second draw would exclude; so the draw is kept with the update (Store.decide) before the
+    job is queued, and seeded by the press, so a first run killed before it kept anything drew
+    what the replay draws."""
     query, _ = _query(update)
     svc = context.services
     last = context.prefs.last_style
@@ -70,7 +74,12 @@ async def surprise(update: Update, context: BotContext) -> State:
     if not choices:
         await answer(query, t(context.lang, "gone"), show_alert=True)
         return State.CHOOSING_STYLE
-    painting = random.choice(choices)
+    drawn = random.Random(query.id).choice(choices).slug
+    slug = await svc.store.decide(update.update_id, drawn)
+    painting = next((p for p in svc.paintings if p.slug == slug), None)
+    if painting is None:  # gone from the gallery since the first run
+        await answer(query, t(context.lang, "gone"), show_alert=True)
+        return State.CHOOSING_STYLE
     await paint_stored_photo(context, painting.slug, job_key(update))
     await answer(query, f"🎲 {painting.title}")
     return State.CHOOSING_STYLE

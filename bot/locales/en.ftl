@@ -109,3 +109,7 @@ cmd_styles = The gallery
 cmd_settings = Quality, strength, colors
 cmd_lang = Language
 cmd_forget = Delete my pictures and settings
+
+## Replays the bot answers instead of running them (issue 30, findings 7 and 8).
+update_too_old = That was a while ago and I could not answer it in time. Please send it again.
+update_set_aside = Sorry, I could not handle your last message: it failed several times, so I set it aside. Please try again, or send another picture.

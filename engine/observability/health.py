@@ -109,6 +109,21 @@ def queue_check(
     return check
 
 
+def all_of(*checks: HealthCheck) -> HealthCheck:
+    """One `check()` from several (the bot's: its queue and its updates): ok when every one is,
+    with every one's details side by side (later ones win a clash of names)."""
+
+    async def check() -> dict[str, Any]:
+        results = [await one() for one in checks]
+        details: dict[str, Any] = {}
+        for result in results:
+            details.update(result)
+        details["ok"] = all(result.get("ok") is True for result in results)
+        return details
+
+    return check
+
+
 def probe(port: int | None, timeout_s: float = 8.0) -> int:
     """Exit status for Docker's HEALTHCHECK: 0 when `/healthz` on `port` (ORSAY_METRICS_PORT)
     says ok.

@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import bot.app
+import bot.store
 from bot.conversation import NAME, State
 from bot.schema import VERSION, NewerStore
-from bot.store import JobMessages, Store
+from bot.store import KEEP_HANDLED_S, JobMessages, Store
+from tests.doubles.bot_helpers import BotFactory, eventually, jpeg
+from tests.doubles.clock import Clock
+from tests.doubles.fake_telegram import FakeTelegram
 
 V0 = Path(__file__).parent / "data" / "store_v0.sql"
 
@@ -77,6 +83,7 @@ async def test_a_first_release_store_is_upgraded_with_everything_kept(tmp_path: 
     assert user_version(path) == VERSION
     reopened = Store(tmp_path)  # opening again migrates nothing and loses nothing
     assert (await reopened.user(7)).lang == "ru" and await reopened.unhandled() != []
+    assert [(row.update_id, row.attempts) for row in await reopened.backlog()] == [(41, 0)]
     reopened.close()
 
 
@@ -107,3 +114,70 @@ async def test_a_delivered_jobs_sent_mark_is_kept_for_replays(tmp_path: Path) ->
     await store.drop_job("j1")  # the queue forgot the job: nothing left to remember
     assert await store.job_messages("j1") == JobMessages()
     store.close()
+
+
+# -- pruning while the bot runs (issue 30, finding 6) -----------------------------------------
+
+
+def rows(root: Path, sql: str) -> list[tuple[Any, ...]]:
+    """What the store's file holds now, read through a connection of the test's own."""
+    db = sqlite3.connect(root / "bot.sqlite3")
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+async def test_prune_forgets_only_what_is_past_its_age(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr(bot.store, "time", clock)
+    store = Store(tmp_path)
+    await store.journal(1, "{}")
+    await store.handled(1)
+    await store.journal(2, '{"waits": 1}')  # never handled: replayed at the next start
+    await store.set_job_messages("delivered", 7, JobMessages(10, None, True))
+    await store.finish_job("delivered")
+    await store.set_job_messages("painting", 7, JobMessages(11, None, False))
+    clock.offset = KEEP_HANDLED_S - 60
+    await store.journal(3, "{}")
+    await store.handled(3)
+    assert await store.prune() == 0  # nothing is old enough yet
+    clock.offset = KEEP_HANDLED_S + 60
+    assert await store.prune() == 2  # update 1, the delivered job's row
+    assert rows(tmp_path, "SELECT update_id FROM updates ORDER BY 1") == [(2,), (3,)]
+    assert await store.unhandled() == [(2, '{"waits": 1}')]
+    assert not await store.journal(3, "{}")  # a recent id is still recognised
+    assert rows(tmp_path, "SELECT job_id FROM job_messages") == [("painting",)]
+    store.close()
+
+
+async def test_a_running_bot_prunes_its_store(
+    telegram: FakeTelegram,
+    start_bot: BotFactory,
+    bot_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows past their age go while the bot runs, not only when it starts: the prune's period
+    is cut to 0.1 s and the store's clock moved two days on, nothing sleeps for days."""
+    clock = Clock()
+    monkeypatch.setattr(bot.store, "time", clock)
+    monkeypatch.setattr(bot.app, "PRUNE_EVERY_S", 0.1)
+    root = Path(bot_env["ORSAY_DATA_DIR"]) / "bot"
+    async with start_bot() as app:
+        store = app.bot_data["services"].store
+        ann = telegram.user(301)
+        ann.photo(jpeg(seed=301))
+        ann.press(await ann.wait_menu(), "st:klimt-the-kiss")
+        await ann.wait_result()
+        await eventually(lambda: _count(root, "job_messages WHERE finished_at IS NOT NULL"), 1)
+        await eventually(store.unhandled, [])
+        assert await _count(root, "updates") == 2
+        clock.offset = KEEP_HANDLED_S + 60
+        await eventually(lambda: _count(root, "updates"), 0)
+        await eventually(lambda: _count(root, "job_messages"), 0)
+
+
+async def _count(root: Path, table: str) -> int:
+    return int(rows(root, f"SELECT COUNT(*) FROM {table}")[0][0])
