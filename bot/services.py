@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
+
+from telegram import Message
 
 from bot.config import Settings
 from bot.follow import Follower
@@ -15,12 +18,14 @@ from engine.queue import JobQueue
 
 @dataclass
 class Album:
-    """Images of one media group, collected until the group stops growing."""
+    """The parts of one media group, collected until the group stops growing. Each part's file
+    is fetched as soon as its message is seen, all parts at once (bot.handlers.pictures)."""
 
     chat_id: int
     user_id: int
     lang: str
-    images: dict[int, bytes] = field(default_factory=dict)  # message_id -> bytes
+    # message_id -> the part's message and its download: the image, or what was wrong with it
+    parts: dict[int, tuple[Message, asyncio.Task[bytes | Exception]]] = field(default_factory=dict)
     updates: list[int] = field(default_factory=list)  # held until the album is done (bot.updates)
 
 

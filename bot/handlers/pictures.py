@@ -1,8 +1,10 @@
 """Photos and image files: the content, the style picture the user was asked for, or an album of
-two (photo + style) collected by a job-queue timer."""
+two (photo + style) collected by a job-queue timer while its files come down together."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import cast
 
 from telegram import Message, Update
@@ -18,6 +20,7 @@ from bot.store import OWN_STYLE
 from bot.texts import t
 from engine.errors import ImageError
 
+log = logging.getLogger(__name__)
 ALBUM_SETTLE_S = 0.8  # Telegram delivers an album as separate messages within a moment
 
 
@@ -70,17 +73,22 @@ async def style_picture(update: Update, context: BotContext) -> State | None:
 
 
 async def album_part(update: Update, context: BotContext) -> None:
-    """One image of an album: collect it, and (re)start the timer that ends the album. The part
+    """One part of an album: start fetching its file, hold the update, and (re)start the timer
+    that ends the album. The file is fetched beside the user's line, not in it: the user's
+    updates run one after another (bot.updates), and a part that downloaded inside its handler
+    held the next part back for the whole download, so with 1.5 s a file the timer fired
+    between the parts and split the album (issue 30). Now every part reaches here within a
+    moment of its arrival, the files come down at once, and the timer waits for them. The part
     stays unhandled until the album is done, so a crash in between replays the whole album."""
     message = update.effective_message
-    data = await _download(update, context)
-    if message is None or message.media_group_id is None or data is None:
+    if message is None or message.media_group_id is None:
         return
     group = message.media_group_id
     album = context.services.albums.setdefault(
         group, Album(context.chat_id, context.user_id, context.lang)
     )
-    album.images[message.message_id] = data
+    download = context.application.create_task(_fetch(message), name=f"album:{group}:part")
+    album.parts[message.message_id] = (message, download)
     album.updates.append(update.update_id)
     context.services.updates.hold(update.update_id)
     name = f"album:{group}"
@@ -99,16 +107,35 @@ async def album_part(update: Update, context: BotContext) -> None:
     )
 
 
+async def _fetch(message: Message) -> bytes | Exception:
+    """A part's image, or what went wrong fetching it: told once the album is done."""
+    try:
+        return await download_image(message)
+    except Exception as exc:  # handed to _album_done, which reports it
+        return exc
+
+
 async def _album_done(context: BotContext) -> None:
-    """Two images: photo then style. One: an ordinary photo. More: explain."""
+    """The album stopped growing: once its files are in, two images are photo then style, one
+    is an ordinary photo, more are explained; a part that could not be used is refused."""
     svc = context.services
     group = str(context.job.data) if context.job is not None else ""
-    album = svc.albums.pop(group, None)
+    album = svc.albums.get(group)
     if album is None:
         return
-    images = [album.images[k] for k in sorted(album.images)]
+    parts = [album.parts[k] for k in sorted(album.parts)]
+    fetched = await asyncio.gather(*(download for _, download in parts))
+    if len(album.parts) != len(parts):
+        return  # a part came in meanwhile: the timer it started ends the album
+    del svc.albums[group]
     lang = album.lang
     try:
+        for (message, _), image in zip(parts, fetched, strict=True):
+            if isinstance(image, ImageError):
+                await message.reply_text(refusal(lang, image))
+            elif isinstance(image, Exception):
+                log.error("album part failed: %s", type(image).__name__, exc_info=image)
+        images = [image for image in fetched if isinstance(image, bytes)]
         if len(images) == 1:
             await svc.store.save_image(album.user_id, "photo", images[0])
             markup = keyboards.styles(lang, svc.paintings)
@@ -118,7 +145,7 @@ async def _album_done(context: BotContext) -> None:
             await svc.store.save_image(album.user_id, "style", images[1])
             key = f"album:{album.chat_id}:{group}"  # a replayed album finds its job
             await submit(context, lang, images[0], OWN_STYLE, key)
-        else:
+        elif images:
             await say(context, t(lang, "album_two"))
     finally:
         await svc.updates.release(album.updates)
