@@ -1,14 +1,27 @@
 """The Telegram application: settings in, a ready `Application` out (`build_application`), plus
-the start/stop plumbing shared by `orsay bot`, the tests and the load bench."""
+the start/stop plumbing shared by `orsay bot`, the tests and the load bench.
+
+The stop has one deadline, ORSAY_STOP_S (bot.pacing.StopDeadline), from SIGTERM to the process's
+exit; compose's stop_grace_period is above it. Every stop begins with `begin_stop`: updates not
+yet running stay in the journal for the next start (UpdateProcessor.stop_taking), no delivery
+starts an upload, and the clock runs. Telegram calls end by the deadline's cut-off (bot.pacing),
+the deliveries with them (Follower.close), the queue and the store get the rest, each step
+bounded by what is left. What still runs at the deadline (a call hung in native code, a thread
+that will not end) is cut by a watchdog thread, which exits the process (STOP_OVERRAN_EXIT).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
+import signal
+import threading
+import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -31,9 +44,9 @@ from bot.context import BotContext
 from bot.conversation import NAME, State, StorePersistence
 from bot.follow import Follower, resume
 from bot.handlers import buttons, commands, errors, pictures
-from bot.pacing import ForegroundFirstLimiter
+from bot.pacing import ForegroundFirstLimiter, StopDeadline
 from bot.services import Services
-from bot.store import Store
+from bot.store import PRUNE_EVERY_S, Store
 from bot.texts import LANGUAGES, t
 from bot.updates import UpdateProcessor
 from engine.queue import JobQueue, Painter, QueueUnavailable, open_queue
@@ -42,6 +55,16 @@ from engine.queue.painter_choice import make_painter
 log = logging.getLogger(__name__)
 COMMANDS = ("start", "help", "styles", "settings", "lang", "forget")
 RESUME_RETRY_S = (1.0, 10.0)  # back-off (first, most) for resuming while the queue is down
+STOP_OVERRAN_EXIT = 70  # `orsay bot`'s exit status when the watchdog ended the stop (EX_SOFTWARE)
+
+
+class BotApplication(Application[Any, Any, Any, Any, Any, Any]):
+    """PTB's Application, whose `stop_running` (what bot.updates calls past a store outage)
+    begins the bot's stop first, as a signal does."""
+
+    def stop_running(self) -> None:
+        begin_stop(self)
+        super().stop_running()
 
 
 def build_application(
@@ -63,15 +86,18 @@ def build_application(
             shutdown_grace_s=settings.shutdown_grace_s,
         )
     store = Store(settings.data_dir / "bot")
-    updates = UpdateProcessor(store)  # each update on disk before Telegram forgets it; in order
+    deadline = StopDeadline(settings.stop_s)  # the stop's, for the limiter and the follower
+    # each update on disk before Telegram forgets it; in order; a failing store retried
+    updates = UpdateProcessor(store, outage_s=settings.store_outage_s)
     app = (
         ApplicationBuilder()
+        .application_class(BotApplication)
         .token(require_token(settings))
         .base_url(settings.base_url)
         .base_file_url(settings.base_file_url)
         .context_types(ContextTypes(context=BotContext))
         .persistence(StorePersistence(store))
-        .rate_limiter(ForegroundFirstLimiter(settings.telegram_rate))
+        .rate_limiter(ForegroundFirstLimiter(settings.telegram_rate, deadline=deadline))
         .update_queue(updates.inbox)
         .concurrent_updates(updates)
         # httpcore scans its whole pool for every request: PTB's default of 256 connections
@@ -94,7 +120,7 @@ def build_application(
         queue=queue,
         store=store,
         updates=updates,
-        follower=Follower(app.bot, queue, store, grace_s=settings.shutdown_grace_s),
+        follower=Follower(app.bot, queue, store, deadline=deadline),
         paintings=list_paintings(settings.gallery, present_only=True),
     )
     register(app)
@@ -167,12 +193,16 @@ async def on_startup(app: Application) -> None:
         commands = [BotCommand(c, t(lang, f"cmd_{c}")) for c in COMMANDS]
         await app.bot.set_my_commands(commands, language_code=None if lang == "en" else lang)
     svc.resuming = asyncio.get_running_loop().create_task(_resume_when_reachable(svc))
+    svc.updates.connect(app)  # reruns what failed on the store; stops the bot past its outage
     await svc.updates.replay(app.bot)
+    if app.job_queue is not None:  # rows past their age go while the bot runs (Store.prune)
+        app.job_queue.run_repeating(lambda _: svc.store.prune(), PRUNE_EVERY_S, name="prune")
     if svc.settings.metrics_port is not None:
-        from engine.observability.health import queue_check, start_health_server
+        from engine.observability.health import all_of, queue_check, start_health_server
 
         embedded = not svc.settings.redis_queue
-        check = queue_check(svc.queue, expect_workers=embedded, report_device=embedded)
+        queue = queue_check(svc.queue, expect_workers=embedded, report_device=embedded)
+        check = all_of(queue, svc.updates.health)  # red too while updates cannot be written
         svc.health = await start_health_server(svc.settings.metrics_port, check)
     log.info("bot started: %d paintings, api %s", len(svc.paintings), svc.settings.api_url)
 
@@ -193,11 +223,31 @@ async def _resume_when_reachable(svc: Services) -> None:
         return
 
 
+def begin_stop(app: Application) -> None:
+    """The first step of every stop (a signal, `stop_running`, the end of `running`), once: no
+    update starts any more (the backlog stays in the journal and is replayed on the next start),
+    no delivery starts an upload, and the stop's deadline runs."""
+    svc: Services = app.bot_data["services"]
+    if svc.follower.stopping:
+        return
+    svc.updates.stop_taking()
+    svc.follower.stop()
+    log.info("stopping: at most %.0f s to exit (ORSAY_STOP_S)", svc.follower.deadline.stop_s)
+
+
+async def _within(seconds: float, step: Awaitable[None], what: str) -> None:
+    """Await one step of the stop, cut (and logged) when its share of the deadline is over."""
+    try:
+        await asyncio.wait_for(step, max(seconds, 0.1))
+    except TimeoutError:
+        log.warning("stopping: %s cut at the deadline", what)
+
+
 async def on_stop(app: Application) -> None:
     """Stop following jobs; they stay undelivered in the queue and resume on the next start.
-    Result uploads in flight finish first, however many (Follower.close). PTB has handled the
-    updates it had fetched by now (Application.stop); any it had not stay in the store and
-    are replayed on the next start."""
+    Result uploads in flight run until the deadline's cut-off (Follower.close). Updates not
+    started when the stop began stay in the journal and are replayed on the next start."""
+    begin_stop(app)
     svc: Services = app.bot_data["services"]
     if svc.resuming is not None:
         svc.resuming.cancel()
@@ -207,9 +257,15 @@ async def on_stop(app: Application) -> None:
 
 
 async def on_shutdown(app: Application) -> None:
+    """Close the queue, the store and /healthz within what is left of the stop's deadline."""
+    begin_stop(app)
     svc: Services = app.bot_data["services"]
-    await svc.queue.close()  # a running job gets its grace period, else goes back in line
-    await asyncio.to_thread(svc.store.close)  # after the writes handed over so far
+    deadline = svc.follower.deadline
+    await svc.follower.close()  # done already, unless the stop came before PTB had started
+    # a running job gets its grace period (or what is left of the stop), else goes back in line
+    await _within(deadline.left(), svc.queue.close(), "closing the queue")
+    # after the writes handed over so far
+    await _within(deadline.left(), asyncio.to_thread(svc.store.close), "closing the store")
     if svc.health is not None:
         await svc.health.cleanup()
 
@@ -220,7 +276,8 @@ async def running(
 ) -> AsyncIterator[Application]:
     """Run `app` with polling (or, given `webhook`, Updater.start_webhook's arguments, a
     webhook) inside an existing event loop, in `run_polling`'s order (initialize, post_init,
-    polling, start … stop, post_stop, shutdown, post_shutdown)."""
+    polling, start … stop, post_stop, shutdown, post_shutdown), the stop's steps within its
+    deadline (module docstring)."""
     await app.initialize()
     try:
         if app.post_init:
@@ -233,20 +290,31 @@ async def running(
         await app.start()
         yield app
     finally:
+        begin_stop(app)
+        deadline: StopDeadline = app.bot_data["services"].follower.deadline
         if app.updater is not None and app.updater.running:
-            await app.updater.stop()
-        if app.running:
-            await app.stop()
+            await _within(deadline.calls_left(), app.updater.stop(), "fetching")
+        if app.running:  # the running handlers finish; nothing else starts (begin_stop)
+            await _within(deadline.calls_left(), app.stop(), "the running handlers")
         if app.post_stop:
             await app.post_stop(app)
-        await app.shutdown()
+        await _within(deadline.left(), app.shutdown(), "PTB's shutdown")
         if app.post_shutdown:
             await app.post_shutdown(app)
 
 
 def run(settings: Settings, webhook_url: str | None = None, port: int = 8443) -> int:
-    """Blocking: poll (or serve a webhook) until SIGINT/SIGTERM."""
+    """Blocking: poll (or serve a webhook) until SIGINT/SIGTERM, or until the store has
+    failed past ORSAY_STORE_OUTAGE_S (bot.updates); returns the exit status."""
     app = build_application(settings)
+    # PTB's stop signals, handled here: the stop begins before anything else, and the watchdog
+    # waits for it (the loop PTB runs is this one: it takes the current event loop)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGABRT):
+        loop.add_signal_handler(sig, _on_signal, app)
+    deadline = app.bot_data["services"].follower.deadline
+    threading.Thread(target=_watchdog, args=(deadline,), name="stop-watchdog", daemon=True).start()
     if webhook_url:
         path = urlparse(webhook_url).path.strip("/") or "telegram"
         app.run_webhook(
@@ -256,7 +324,31 @@ def run(settings: Settings, webhook_url: str | None = None, port: int = 8443) ->
             webhook_url=webhook_url,
             secret_token=secrets.token_urlsafe(32),  # Telegram echoes it; others can't post
             allowed_updates=Update.ALL_TYPES,
+            stop_signals=None,
         )
     else:
-        app.run_polling(allowed_updates=Update.ALL_TYPES)
-    return 0
+        app.run_polling(allowed_updates=Update.ALL_TYPES, stop_signals=None)
+    # non-zero when the store failed past ORSAY_STORE_OUTAGE_S: the supervisor restarts the bot
+    exit_code: int = app.bot_data["services"].updates.exit_code
+    return exit_code
+
+
+def _on_signal(app: Application) -> None:
+    """SIGTERM (or SIGINT): begin the stop, then end run_polling as PTB's own handler does. A
+    second signal changes nothing: the stop is under way, bounded by its deadline."""
+    if app.bot_data["services"].follower.stopping:
+        log.info("stopping already")
+        return
+    begin_stop(app)
+    raise SystemExit
+
+
+def _watchdog(deadline: StopDeadline) -> None:
+    """The last resort, on its own thread so that a blocked event loop cannot hold it: at the
+    stop's deadline the process exits, whatever still runs. It writes to the file descriptor,
+    not through logging, whose lock a hung thread may hold."""
+    deadline.began.wait()
+    time.sleep(max(0.0, deadline.left()))
+    message = f"orsay bot: the stop deadline (ORSAY_STOP_S={deadline.stop_s:g} s) passed; exiting\n"
+    os.write(2, message.encode())
+    os._exit(STOP_OVERRAN_EXIT)

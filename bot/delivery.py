@@ -4,12 +4,20 @@ painter reports; a preview photo replaced at the end of each scale; then the res
 went wrong, and only then `queue.acknowledge()`. A job done within the quiet period (QUIET_S)
 gets no status or preview messages at all, just its result.
 
-Delivery is at-least-once, with the duplicate window as small as the code can make it: the sent
-mark is handed to the store the moment `send_photo` returns, before any other await (the store
-writes it even if this task is cancelled then), and a graceful stop waits for every upload in
-flight (bot.follow). Only a kill -9 between Telegram storing the photo and the bot hearing so
-resends it after a restart. A delivered job's messages row keeps its sent mark (the store drops
-it days later), so following a delivered job again, say for a replayed press, sends nothing.
+The status and the previews are optional: one that fails (after bot.pacing's retries) is logged
+and skipped, never the end of the delivery. A preview that fails turns previews off for the job:
+each try is an upload on a link that has just failed, and one that reached the chat unanswered
+has no id the bot could delete it by.
+
+The result is sent at least once where Telegram surely did not get it (bot.follow tries the
+delivery again) and at most once where it may have: a read timeout after the whole upload
+(bot.tg.maybe_sent) is not retried (bot.pacing) and counts as sent. The sent mark is handed to the
+store the moment the upload returns, before any other await (the store writes it even if this
+task is cancelled then). Once the bot is stopping no upload starts and a delivery ends at its
+next event (a cancel alone can be lost, see `_next`); the upload in flight has until the stop's
+cut-off (bot.pacing.StopDeadline), and one cut there, with no mark saved, is sent again at the
+next start. A delivered job's messages row keeps its sent mark (the store drops it days later),
+so following a delivered job again, say for a replayed press, sends nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 
 from telegram import InlineKeyboardMarkup, InputMediaPhoto, Message
@@ -28,7 +36,7 @@ from bot import keyboards
 from bot.job_texts import bar, duration, failure_text, painter_note, reason_code
 from bot.store import JobMessages
 from bot.texts import t
-from bot.tg import Blocked, call
+from bot.tg import Blocked, call, error_kind, maybe_sent
 from engine.observability.logs import log_event
 from engine.presets import PRINT
 from engine.queue import JobEvent, JobRecord, QueueUnavailable
@@ -38,9 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 BG: dict[str, Any] = {"rate_limit_args": True}  # background: user replies go first (bot.pacing)
-_END = None  # end-of-stream marker in a delivery's inbox
-
-Inbox = asyncio.Queue[JobEvent | QueueUnavailable | None]
+Inbox = asyncio.Queue[JobEvent | Exception]
 
 
 class Stopping(Exception):
@@ -49,14 +55,15 @@ class Stopping(Exception):
 
 async def _pump(events: AsyncIterator[JobEvent], inbox: Inbox) -> None:
     """Move events into a queue, so waiting on it with a timeout never cancels the stream; an
-    unreachable queue is handed on, for the delivery to wait it out and follow again."""
+    unreachable queue is handed on, for the delivery to wait it out and follow again, and so is
+    the stream's end."""
     try:
         async for event in events:
             inbox.put_nowait(event)
     except QueueUnavailable as exc:
         inbox.put_nowait(exc)
     finally:
-        inbox.put_nowait(_END)
+        inbox.put_nowait(RuntimeError("event stream ended before the job did"))
 
 
 class Delivery:
@@ -72,6 +79,7 @@ class Delivery:
         self.shown: tuple[str, InlineKeyboardMarkup | None] | None = None
         self.known: JobRecord | None = None  # the job, once read from the queue
         self.chat_id, self.lang = 0, "en"
+        self.previews = True  # off once a preview failed (module docstring)
 
     @property
     def job(self) -> JobRecord:
@@ -83,6 +91,7 @@ class Delivery:
         fresh = Delivery(self.f, self.job_id)
         fresh.known, fresh.chat_id, fresh.lang = self.known, self.chat_id, self.lang
         fresh.shown, fresh.note, fresh.quiet_until = self.shown, self.note, self.quiet_until
+        fresh.previews = self.previews
         return fresh
 
     async def tell_delayed(self) -> None:
@@ -109,27 +118,33 @@ class Delivery:
         pump = asyncio.create_task(_pump(self.f.queue.events(self.job_id), inbox))
         try:
             while True:
-                due = self._wait_s()  # wake up at least as often as the watcher looks
-                every = self.f.health_every_s
-                timeout = every if due is None else min(due, every)
-                try:
-                    event = await asyncio.wait_for(inbox.get(), timeout)
-                except TimeoutError:
-                    if self.f.down:
-                        await self.tell_delayed()
-                    await self._flush()
-                    continue
-                if isinstance(event, QueueUnavailable):
-                    raise event
-                if event is None:
-                    raise RuntimeError("event stream ended before the job did")
-                if await self._on(event):
+                event = await self._next(inbox)
+                if event is None and self.f.down:
+                    await self.tell_delayed()
+                if event is not None and await self._on(event):
                     return
                 await self._flush()
         finally:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pump
+
+    async def _next(self, inbox: Inbox) -> JobEvent | None:
+        """The next event; None when none came before something pending is due or the watcher's
+        next look. `Stopping` once the bot stops: Python 3.11's wait_for returns an event that
+        came in the loop iteration of a cancel and drops the cancel, so the flag, not the cancel,
+        is what ends a stopped delivery."""
+        due = self._wait_s()
+        every = self.f.health_every_s
+        try:
+            item = await asyncio.wait_for(inbox.get(), every if due is None else min(due, every))
+        except TimeoutError:
+            item = None
+        if self.f.stopping:
+            raise Stopping(self.job_id)
+        if isinstance(item, Exception):  # the queue is unreachable, or the stream ended
+            raise item
+        return item
 
     async def _on(self, event: JobEvent) -> bool:
         """Handle one event; True when the job is over and delivered."""
@@ -188,7 +203,8 @@ class Delivery:
             return
         if self.pending_preview is not None:
             image, self.pending_preview = self.pending_preview, None
-            await self._preview(image)
+            if self.previews:
+                self.previews = await self._optional("preview", self._preview(image))
         if self.pending is None:
             return
         status = self._status(self.pending)
@@ -198,7 +214,24 @@ class Delivery:
         if self.messages.status_msg is not None and self.f.pacer.wait_s(self.chat_id) > 0:
             return  # keep it pending; the loop wakes up when the chat may be edited again
         self.pending = None
-        await self._show(*status)
+        await self._optional("status", self._show(*status))
+
+    async def _optional(self, what: str, step: Awaitable[object]) -> bool:
+        """Run a step the user can do without (the status, a preview): False, logged, when
+        Telegram failed it past the retry policy; the delivery goes on."""
+        try:
+            await step
+        except TelegramError as exc:
+            log_event(
+                log,
+                "job.message_skipped",
+                level=logging.WARNING,
+                job=self.job_id,
+                what=what,
+                error=error_kind(exc),
+            )
+            return False
+        return True
 
     async def _show(self, text: str, markup: InlineKeyboardMarkup | None) -> None:
         bot, chat = self.f.bot, self.chat_id
@@ -262,26 +295,40 @@ class Delivery:
         self.f.begin_upload(self.job_id)  # Stopping once the bot stops: nothing was sent
         try:
             if printed:  # a print is a file: a photo message would be recompressed and shrunk
-                await call(
-                    lambda: bot.send_document(
-                        chat, image, filename=name, caption=caption, reply_markup=markup, **BG
-                    )
+                send = bot.send_document(
+                    chat, image, filename=name, caption=caption, reply_markup=markup, **BG
                 )
             else:
-                await call(
-                    lambda: bot.send_photo(chat, image, caption=caption, reply_markup=markup, **BG)
-                )
-            # Telegram has it: mark it before any other await, so that only a kill -9 in the
-            # upload itself can resend it.
-            self.messages.sent = True
-            await self._save()
+                send = bot.send_photo(chat, image, caption=caption, reply_markup=markup, **BG)
+            await self._upload(send)
         finally:
             self.f.end_upload(self.job_id)
-        if meta.get("as_file") and not printed:  # a courtesy copy, never resent
-            await call(lambda: bot.send_document(chat, image, filename=name, **BG))
+        if meta.get("as_file") and not printed:  # a courtesy copy: at most once, optional
+            await self._optional(
+                "copy", call(lambda: bot.send_document(chat, image, filename=name, **BG))
+            )
         log_event(log, "job.delivered", job=self.job_id, user_id=self.job.request.user_id)
         await self._cleanup(delete_status=True)
         await self._finish()
+
+    async def _upload(self, send: Awaitable[object]) -> None:
+        """Send the result and mark it sent: once Telegram has it, or may have it (a read
+        timeout after the whole upload: at most once, module docstring). The mark is handed to
+        the store before any other await, so only a kill -9 in the upload can resend it."""
+        try:
+            await call(lambda: send)
+        except TelegramError as exc:
+            if not maybe_sent(exc):
+                raise
+            log_event(
+                log,
+                "job.delivery_unconfirmed",
+                level=logging.WARNING,
+                job=self.job_id,
+                user_id=self.job.request.user_id,
+            )
+        self.messages.sent = True
+        await self._save()
 
     async def _final(self, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
         self.pending = self.pending_preview = None

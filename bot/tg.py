@@ -1,5 +1,6 @@
 """What a Telegram error means for the caller: "message is not modified" is success, `Forbidden`
-is a user who blocked the bot (`Blocked`, so the caller can forget them), the rest is the error.
+is a user who blocked the bot (`Blocked`, so the caller can forget them), a read timeout may have
+worked (`maybe_sent`), the rest is the error.
 
 Retrying is not done here: every request already went through the one retry policy in
 `bot.pacing` (flood waits, 5xx, timeouts), which also counts each error in TELEGRAM_ERRORS.
@@ -12,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
 
+import httpx
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 from telegram.warnings import PTBDeprecationWarning
 
@@ -42,6 +44,16 @@ def error_kind(exc: BaseException) -> str:
     if isinstance(exc, NetworkError):
         return "network"
     return "other"
+
+
+def maybe_sent(exc: BaseException) -> bool:
+    """The request reached Telegram whole and its answer did not come in time (httpx's read
+    timeout, which starts once the body is written): Telegram may have carried it out, and a new
+    try may do it twice. Every other failure (no connection, the pool, a write cut short, a 5xx,
+    a stop's cut) left nothing on Telegram's side that the bot can tell of, so trying again is
+    safe. A dropped connection while waiting is not counted: a stale keep-alive connection fails
+    the same way before Telegram saw anything, and losing a result is worse than a copy."""
+    return isinstance(exc, TimedOut) and isinstance(exc.__cause__, httpx.ReadTimeout)
 
 
 async def call(make: Callable[[], Awaitable[T]]) -> T | None:

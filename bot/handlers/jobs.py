@@ -10,10 +10,12 @@ import logging
 from pathlib import Path
 
 from telegram import Update
+from telegram.error import TelegramError
 
 from bot.context import BotContext
 from bot.store import OWN_STYLE
 from bot.texts import t
+from bot.tg import error_kind
 from engine import schedule
 from engine.observability.logs import log_event
 from engine.presets import DEFAULT_QUALITY, PRINT
@@ -66,8 +68,8 @@ async def paint_stored_photo(context: BotContext, style: str, key: str) -> None:
 async def submit(context: BotContext, lang: str, photo: bytes, style: str, key: str) -> None:
     """Queue `photo` in `style` (a gallery slug, or OWN_STYLE for the user's saved style
     picture) with the user's settings, as the job `key` (job_key); the follower takes it from
-    there. Returns once the job exists (or the user was told why not): a button answered after
-    this never loses a press."""
+    there, from the moment the queue has it. Returns once the job exists (or the user was told
+    why not): a button answered after this never loses a press."""
     svc, user_id, chat_id = context.services, context.user_id, context.chat_id
     prefs = await svc.store.user(user_id)  # as they are now: a repaint button just changed them
     meta: dict[str, object] = {"lang": lang, "slug": style, "as_file": prefs.as_file}
@@ -111,12 +113,31 @@ async def submit(context: BotContext, lang: str, photo: bytes, style: str, key: 
     except QueueUnavailable:
         await say(context, t(lang, "queue_unavailable"))
         return
+    # Followed before anything else can fail: a job found by its key is followed already, or
+    # delivered (a no-op then).
+    svc.follower.follow(job_id)
+    style = await job_style(context, job_id, style)
     await svc.store.update(user_id, last_style=style)
     log_event(log, "job.submitted", job=job_id, user_id=user_id, style=style, size=options.size)
     if quality == PRINT:
         minutes = await print_minutes(context, options.size)
-        await say(context, t(lang, "print_queued", size=options.size, minutes=minutes))
-    svc.follower.follow(job_id)  # a job found by its key is followed already, or delivered
+        try:  # the job is followed: this message failing loses nothing
+            await say(context, t(lang, "print_queued", size=options.size, minutes=minutes))
+        except TelegramError as exc:
+            log_event(
+                log, "job.eta_not_sent", level=logging.WARNING, job=job_id, error=error_kind(exc)
+            )
+
+
+async def job_style(context: BotContext, job_id: str, style: str) -> str:
+    """The style of the job `submit` got: `style`, unless the key found an earlier job (a
+    replayed press, whose 🎲 may have drawn another painting): the user's saved style is the
+    one they will see painted, which Stronger/Gentler repaint in."""
+    try:
+        job = await context.services.queue.get(job_id)
+    except QueueUnavailable:
+        return style
+    return str(job.request.meta.get("slug") or style) if job is not None else style
 
 
 async def print_minutes(context: BotContext, size: int) -> int:

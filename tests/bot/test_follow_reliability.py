@@ -1,7 +1,7 @@
 """Follower under faults, without processes: a queue double that goes away and a bot double that
 records what the user would see. Covers a graceful stop during a result upload (it finishes
-however long it takes, the sent mark is saved, nothing is resent; nothing new starts uploading)
-and the once-per-outage "delayed, not lost" notice."""
+within the stop's deadline, the sent mark is saved, nothing is resent; nothing new starts
+uploading) and the once-per-outage "delayed, not lost" notice."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 
 import bot.follow as follow
 from bot.follow import Follower
+from bot.pacing import StopDeadline
 from bot.store import Store
 from bot.texts import t
 from engine.queue import JobEvent, JobRecord, JobRequest, JobState, QueueUnavailable
@@ -80,7 +81,7 @@ async def wait_until(check: Any, timeout: float = 10.0) -> None:
 
 async def test_close_lets_an_upload_in_flight_finish_and_marks_it_sent(tmp_path: Path) -> None:
     bot, queue, store = SlowBot(upload_s=0.5), FlakyQueue(), Store(tmp_path)
-    follower = Follower(bot, queue, store, grace_s=5.0)  # type: ignore[arg-type]
+    follower = Follower(bot, queue, store)  # type: ignore[arg-type]
     follower.follow("j1")
     await wait_until(lambda: follower.uploading)
     await follower.close()  # a deploy's SIGTERM, mid-upload
@@ -89,12 +90,12 @@ async def test_close_lets_an_upload_in_flight_finish_and_marks_it_sent(tmp_path:
     store.close()
 
 
-async def test_close_never_cuts_an_upload_short_even_past_the_grace(tmp_path: Path) -> None:
+async def test_close_never_cuts_an_upload_short_within_the_deadline(tmp_path: Path) -> None:
     """An upload cut short by the stop could still reach the chat (Telegram keeps what it
     received) with no sent mark saved, and the next start would send it again: issue 21's
-    duplicate. So the stop waits for it, however long the grace; the grace bounds the rest."""
+    duplicate. So the stop waits for it until the deadline's cut-off (here 3 s - 0.6 s)."""
     bot, queue, store = SlowBot(upload_s=1.0), FlakyQueue(), Store(tmp_path)
-    follower = Follower(bot, queue, store, grace_s=0.2)  # type: ignore[arg-type]
+    follower = Follower(bot, queue, store, deadline=StopDeadline(3.0))  # type: ignore[arg-type]
     follower.follow("j1")
     await wait_until(lambda: follower.uploading)
     await follower.close()
@@ -107,10 +108,10 @@ async def test_a_result_that_arrives_during_the_stop_is_not_uploaded(tmp_path: P
     """Once the stop has begun no delivery starts an upload (it could not be waited for in
     time, and a cut one may be a duplicate); the job stays undelivered for the next start."""
     bot, queue, store = SlowBot(), FlakyQueue(result_after_s=0.3), Store(tmp_path)
-    follower = Follower(bot, queue, store, grace_s=5.0)  # type: ignore[arg-type]
+    follower = Follower(bot, queue, store)  # type: ignore[arg-type]
     follower.follow("j1")
     await asyncio.sleep(0.1)
-    follower.stopping = True  # what close() does first; the task is not cancelled yet
+    follower.stopping = True  # what the stop does first; the task is not cancelled yet
     await asyncio.sleep(0.5)  # the result came: the delivery must not send it
     await follower.close()
     assert bot.sent == [] and queue.acknowledged == []

@@ -116,6 +116,16 @@ def test_compose_services_and_scaling(compose: dict[str, Any]) -> None:
         assert int(service["stop_grace_period"].rstrip("s")) > 30  # > ORSAY_SHUTDOWN_GRACE
 
 
+def test_compose_lets_the_bot_stop_within_orsay_stop_s(compose: dict[str, Any]) -> None:
+    """The bot exits within ORSAY_STOP_S of SIGTERM (a watchdog ends it there); Docker's kill
+    must come later, with room for the process to exit, or it cuts a result upload."""
+    bot = compose["services"]["bot"]
+    grace_s = int(bot["stop_grace_period"].rstrip("s"))
+    settings = load_settings(bot["environment"])  # what compose sets over the defaults
+    assert settings.stop_s + 10 <= grace_s
+    assert settings.shutdown_grace_s < settings.stop_s  # a running job's grace fits in the stop
+
+
 def test_compose_healthchecks_and_named_volumes(compose: dict[str, Any]) -> None:
     services, declared = compose["services"], set(compose["volumes"])
     for name, service in services.items():
