@@ -1,5 +1,8 @@
 """End-to-end user journeys: the real bot (PTB over HTTP) against the fake Bot API server, with
-the embedded queue and a fast stub painter."""
+the embedded queue and a fast stub painter. Every journey runs on both link profiles of
+tests/doubles/link.py: `instant`, and `slow link` (50 ms a call, getFile 300 ms, 1 MB/s down,
+256 KB/s up), where a user's files and the bot's uploads take the time they take on a phone's
+link."""
 
 from __future__ import annotations
 
@@ -12,7 +15,12 @@ from engine.queue import JobRequest, QueueLimits, StyleChoice, open_queue
 from engine.queue.stub_painter import result_colour
 from tests.doubles.bot_helpers import BotFactory, jpeg
 from tests.doubles.fake_telegram import FakeTelegram, FakeUser
+from tests.doubles.link import PROFILES
 from tests.doubles.painters import SizedPainter
+
+pytestmark = pytest.mark.parametrize(
+    "link", PROFILES, indirect=True, ids=lambda link: link.name.replace(" ", "-")
+)
 
 
 def colour_of(data: bytes) -> tuple[int, int, int]:

@@ -1,8 +1,8 @@
 """The cluster fixture and the scenario table printed at the end of the run.
 
-Each scenario appends its `Outcome` to tests.doubles.cluster.OUTCOMES; the table (scenario →
-accepted, delivered once, duplicates, lost, unanswered) is printed in pytest's terminal summary,
-so a run's figures can be quoted as they are.
+Each scenario appends its `Outcome` to tests.doubles.cluster.OUTCOMES; the table (scenario, the
+fake Telegram's link profile → accepted, delivered once, duplicates, lost, unanswered) is printed
+in pytest's terminal summary, so a run's figures can be quoted as they are.
 """
 
 from __future__ import annotations
@@ -12,14 +12,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.doubles.cluster import OUTCOMES, ChaosTelegram, Cluster
+from tests.doubles.cluster import OUTCOMES, ChaosTelegram, Cluster, Outcome
+from tests.doubles.link import INSTANT, Link
 from tests.doubles.queue_helpers import redis_available
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path, test_data: Path) -> AsyncIterator[Cluster]:
+def link(request: pytest.FixtureRequest) -> Link:
+    """The fake Telegram's timing: instant, unless a module parametrizes `link` indirectly with
+    a profile of tests/doubles/link.py (tests/chaos/test_slow_link.py: the slow link)."""
+    return getattr(request, "param", INSTANT)
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, test_data: Path, link: Link) -> AsyncIterator[Cluster]:
     redis_available()
-    telegram = ChaosTelegram()
+    telegram = ChaosTelegram(link)
     await telegram.start()
     cluster = Cluster(tmp_path, telegram, test_data / "artworks")
     try:
@@ -33,9 +41,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not OUTCOMES:
         return
     terminalreporter.section("chaos scenarios (per style press)")
-    terminalreporter.write_line(
-        f"{'scenario':<34} {'accepted':>8} {'delivered once':>14} {'duplicates':>10} "
-        f"{'lost':>4} {'unanswered':>10}"
-    )
+    terminalreporter.write_line(Outcome.header())
     for outcome in OUTCOMES:
         terminalreporter.write_line(outcome.row())

@@ -1,6 +1,7 @@
 """A scale-out deployment on loopback, as an operator runs it: a real `orsay bot` process against
-the fake Bot API, `orsay worker` processes, and a redis-server with append-only persistence on
-disk. The chaos tests kill and restart its parts and count what reached the chats.
+the fake Bot API (at a link profile's timing, tests/doubles/link.py), `orsay worker` processes,
+and a redis-server with append-only persistence on disk. The chaos tests kill and restart its
+parts and count what reached the chats.
 
 Every process logs to a file under the cluster's folder; `log(name)` reads it back so tests can
 check that failures were logged with their reasons.
@@ -15,17 +16,23 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
+from tests.doubles.bot_api_wire import error
 from tests.doubles.bot_helpers import jpeg
 from tests.doubles.fake_telegram import TOKEN, Call, FakeTelegram, FakeUser, Sent
+from tests.doubles.link import INSTANT, Link
 from tests.doubles.queue_helpers import RedisServer
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+UPLOAD_BYTES = 64 * 1024  # a request this big is an upload that takes time on a slow link
 OUTCOMES: list[Outcome] = []  # every chaos scenario's count, printed at the end of the run
 
 
@@ -35,15 +42,42 @@ def orsay_command(*args: str) -> list[str]:
 
 
 class ChaosTelegram(FakeTelegram):
-    """The fake Bot API plus hooks that run *before* a call is answered, so a test can kill or
-    signal the bot at an exact moment (e.g. while Telegram is receiving a result upload)."""
+    """The fake Bot API at a link profile's timing (tests/doubles/link.py), plus hooks that run
+    *before* a call is answered, so a test can kill or signal the bot at an exact moment (e.g.
+    while Telegram is receiving a result upload), and the slow link's faults over a stretch of
+    time: a delay on every file download, and a window in which uploads are kept at once but
+    answered late."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, link: Link = INSTANT) -> None:
+        super().__init__(link=link)
         self.before: list[Callable[[str, dict[str, Any]], Any]] = []
         self.after: list[Callable[[str, dict[str, Any]], Any]] = []  # answered, not yet replied
         self.upload_delay_s = 0.0  # extra time a result upload takes (sendPhoto with a caption)
         self.uploading = 0  # result uploads received and not answered yet
+        self.download_delay_s = 0.0  # extra time every file download takes (on top of the link)
+        self.uploads_in_flight = 0  # requests of UPLOAD_BYTES or more arrived, not answered
+        self.late_window: tuple[frozenset[str], float, float] | None = None  # see answer_late
+        self.late_answers: list[tuple[str, int, bool]] = []  # (method, chat, result upload?)
+
+    def answer_late(self, methods: tuple[str, ...], after_s: float, for_s: float) -> None:
+        """For the next `for_s` seconds, every call of `methods` is carried out (the message
+        kept) and answered `after_s` later: `late()` for a stretch of time rather than a count.
+        Each such answer is recorded in `late_answers`."""
+        self.late_window = (frozenset(methods), after_s, time.monotonic() + for_s)
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        """An upload is in flight from its first byte until its answer."""
+        upload = (request.content_length or 0) >= UPLOAD_BYTES
+        self.uploads_in_flight += upload
+        _REQUEST.set(request)  # this request's own task: _answer reads it
+        try:
+            return await super()._api(request)
+        finally:
+            self.uploads_in_flight -= upload
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(self.download_delay_s)
+        return await super()._download(request)
 
     async def _answer(self, method: str, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         for hook in list(self.before):
@@ -55,12 +89,36 @@ class ChaosTelegram(FakeTelegram):
         try:
             if self.upload_delay_s and upload:
                 await asyncio.sleep(self.upload_delay_s)
+            if _client_gone():  # cut before it had all arrived: Telegram never saw it
+                return error(499, "Client Closed Request")
             response = await super()._answer(method, params, files)
         finally:
             self.uploading -= upload
         for hook in list(self.after):
             hook(method, params)
+        await self._maybe_late(method, params, response)
         return response
+
+    async def _maybe_late(self, method: str, params: dict[str, Any], response: Any) -> None:
+        """Inside the late window a kept message's answer waits `after_s`."""
+        window = self.late_window
+        if window is None or response.status != 200:
+            return
+        methods, after_s, until = window
+        if method in methods and time.monotonic() < until:
+            result = is_result_upload(method, params)
+            self.late_answers.append((method, int(params.get("chat_id") or 0), result))
+            await asyncio.sleep(after_s)
+
+
+_REQUEST: ContextVar[web.Request | None] = ContextVar("chaos_request", default=None)
+
+
+def _client_gone() -> bool:
+    """The bot closed the request being answered (a cut upload: it stopped, or its client
+    timed out while the upload was still on its way, which the link's timing models)."""
+    request = _REQUEST.get()
+    return request is not None and (request.transport is None or request.transport.is_closing())
 
 
 def is_result_upload(method: str, params: dict[str, Any]) -> bool:
@@ -118,6 +176,7 @@ class Outcome:
     duplicates: int = 0
     lost: int = 0
     unanswered: int = 0
+    link: str = INSTANT.name  # the fake Telegram's profile (tests/doubles/link.py)
 
     def add(self, other: Outcome) -> None:
         """Count `other` (a repetition of the same scenario) in this one too."""
@@ -127,9 +186,16 @@ class Outcome:
         self.lost += other.lost
         self.unanswered += other.unanswered
 
+    @staticmethod
+    def header() -> str:
+        return (
+            f"{'scenario':<44} {'link':<9} {'accepted':>8} {'delivered once':>14} "
+            f"{'duplicates':>10} {'lost':>4} {'unanswered':>10}"
+        )
+
     def row(self) -> str:
         return (
-            f"{self.scenario:<34} {self.accepted:>8} {self.delivered_once:>14} "
+            f"{self.scenario:<44} {self.link:<9} {self.accepted:>8} {self.delivered_once:>14} "
             f"{self.duplicates:>10} {self.lost:>4} {self.unanswered:>10}"
         )
 
@@ -214,6 +280,21 @@ class Cluster:
         for proc in [self.bot, *self.workers]:
             await proc.terminate(timeout=10)
         self.redis.stop()
+
+    @property
+    def bot_store(self) -> Path:
+        """The bot's SQLite store (bot.store: `<data dir>/bot/bot.sqlite3`)."""
+        return self.root / "bot-data" / "bot" / "bot.sqlite3"
+
+    def jobs_of(self, user_ids: list[int]) -> dict[int, int]:
+        """How many jobs each user has made (Redis's orsay:user:<id>, every job of the user)."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis.url, socket_timeout=5)
+        try:
+            return {user: int(client.scard(f"orsay:user:{user}")) for user in user_ids}
+        finally:
+            client.close()
 
     def log(self, name: str) -> str:
         path = self.root / f"{name}.log"
@@ -322,7 +403,7 @@ class Cluster:
                 if any(job in line for job in stuck) or "Traceback" in line or "rror" in line
             ]
             lines.append(f"--- {proc.name} log, lines naming undelivered jobs or errors:")
-            lines.extend(hits[-40:])
+            lines.extend(line[:400] for line in hits[-40:])  # a traceback is one long line
         return "\n".join(lines)
 
     def outcome(
@@ -332,7 +413,7 @@ class Cluster:
         it), accepted (answered with more than 'temporarily unavailable'), and per user the
         result photos against the accepted presses: delivered once, duplicates (extra copies),
         lost (no result). The users of `presses` must have pressed nothing else."""
-        out = Outcome(scenario)
+        out = Outcome(scenario, link=self.telegram.link.name)
         accepted_by_user: dict[int, int] = {}
         users: dict[int, FakeUser] = {}
         for press in self.presses if presses is None else presses:

@@ -196,20 +196,10 @@ class FakeTelegram:
         return response
 
     def _take_late(self, method: str, chat_id: Any) -> Late | None:
-        for late in self.lates:
-            wanted = late.chat_id is None or late.chat_id == chat_id
-            if late.method == method and late.times > 0 and wanted:
-                late.times -= 1
-                return late
-        return None
+        return _take(self.lates, method, chat_id)
 
     def _take_fault(self, method: str, chat_id: Any) -> Fault | None:
-        for fault in self.faults:
-            wanted = fault.chat_id is None or fault.chat_id == chat_id
-            if fault.method == method and fault.times > 0 and wanted:
-                fault.times -= 1
-                return fault
-        return None
+        return _take(self.faults, method, chat_id)
 
     async def _answer(
         self, method: str, params: dict[str, Any], files: dict[str, bytes]
@@ -415,3 +405,14 @@ class FakeTelegram:
         path = next(path for path, fid in self.file_paths.items() if fid == file_id)
         size = len(self.files[file_id])
         return {"file_id": file_id, "file_unique_id": file_id, "file_size": size, "file_path": path}
+
+
+def _take(planned: list[Any], method: str, chat_id: Any) -> Any:
+    """The first fault or late answer planned for this call (a `Fault` or `Late`: `method`,
+    `times` left, `chat_id` or None for any chat), its count taken down; None if none is."""
+    for item in planned:
+        wanted = item.chat_id is None or item.chat_id == chat_id
+        if item.method == method and item.times > 0 and wanted:
+            item.times -= 1
+            return item
+    return None
