@@ -68,6 +68,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -157,6 +158,8 @@ class UpdateProcessor(BaseUpdateProcessor):
         self.turns: dict[int, Turn] = {}  # update id -> its turn, from admission to its end
         self.last: dict[int, asyncio.Event] = {}  # user -> `done` of their latest update
         self.held: set[int] = set()  # handled, but their effect is still to come (`hold`)
+        # album (media group) -> its parts admitted and not yet through their handlers
+        self.album_parts: Counter[str] = Counter()
         self.taking = True  # False after stop_taking: nothing more starts
         self.waiting: set[asyncio.Task[Any]] = set()  # tasks waiting for their turn
         self.store_failures: set[int] = set()  # updates a handler failed on the store
@@ -253,7 +256,16 @@ class UpdateProcessor(BaseUpdateProcessor):
         self._store_failed(error)
         self.store_failures.add(update_id)
 
+    def arriving(self, media_group: str) -> int:
+        """How many parts of the album are admitted and not yet through their handlers: under
+        load a part may wait in its user's line longer than the album's settle time, and the
+        album must wait for it rather than end without it (bot.handlers.pictures)."""
+        return self.album_parts[media_group]
+
     def _line_up(self, update: Update, instead: str | None = None) -> None:
+        group = _album_of(update)
+        if group is not None:
+            self.album_parts[group] += 1
         user = _user_of(update)
         done = asyncio.Event()
         after = self.last.get(user) if user is not None else None
@@ -279,6 +291,11 @@ class UpdateProcessor(BaseUpdateProcessor):
             if asyncio.iscoroutine(coroutine):
                 coroutine.close()  # not run (stopping, answered instead): replayed or handled
             self.store_failures.discard(update.update_id)
+            group = _album_of(update)
+            if group is not None:
+                self.album_parts[group] -= 1
+                if self.album_parts[group] <= 0:
+                    del self.album_parts[group]
             turn.done.set()
             if turn.user is not None and self.last.get(turn.user) is turn.done:
                 del self.last[turn.user]
@@ -408,6 +425,12 @@ def _instead(row: Journaled, now: float) -> str | None:
         log_event(log, "update.too_old", update=row.update_id, age_s=round(now - row.received_at))
         return TOO_OLD
     return None
+
+
+def _album_of(update: Update) -> str | None:
+    """The media group (album) the update's message is part of, if any."""
+    message = update.effective_message
+    return message.media_group_id if message is not None else None
 
 
 def _user_of(update: Update) -> int | None:

@@ -123,9 +123,11 @@ async def _album_done(context: BotContext) -> None:
     album = svc.albums.get(group)
     if album is None:
         return
+    if svc.updates.arriving(group):
+        return  # a part still waits in its user's line: its handler restarts the timer
     parts = [album.parts[k] for k in sorted(album.parts)]
     fetched = await asyncio.gather(*(download for _, download in parts))
-    if len(album.parts) != len(parts):
+    if len(album.parts) != len(parts) or svc.updates.arriving(group):
         return  # a part came in meanwhile: the timer it started ends the album
     del svc.albums[group]
     lang = album.lang
