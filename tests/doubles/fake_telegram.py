@@ -57,6 +57,7 @@ class FakeTelegram:
         self.token = token
         self.link = link
         self.lates: list[Late] = []
+        self._closing = asyncio.Event()
         self.calls: list[Call] = []
         self.sent: dict[tuple[int, int], Sent] = {}
         self.faults: list[Fault] = []
@@ -84,7 +85,9 @@ class FakeTelegram:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._api)
         app.router.add_get("/file/bot{token}/{path:.*}", self._download)
-        self._runner = web.AppRunner(app, access_log=None)
+        # a stopping server waits for its handlers at most 1 s (aiohttp's default, 60 s, made a
+        # test whose Telegram never answered wait out that answer in its teardown)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -93,6 +96,7 @@ class FakeTelegram:
         return self.url
 
     async def stop(self) -> None:
+        self._closing.set()  # late answers still pending are given now
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -189,7 +193,8 @@ class FakeTelegram:
             await self._notify()
         late = self._take_late(method, params.get("chat_id"))
         if late is not None:
-            await asyncio.sleep(late.after_s)  # kept above; the answer comes too late
+            with contextlib.suppress(TimeoutError):  # kept above; the answer comes too late
+                await asyncio.wait_for(self._closing.wait(), late.after_s)
         call.status = response.status
         for listener in self.listeners:
             listener(call)
