@@ -30,8 +30,15 @@ lint: venv
 # pytest's exit code is make's: any failure fails `make test`. The last lines say how many tests
 # were skipped and why (tests/conftest.py); .ci/run sets ORSAY_REQUIRE_REDIS=1 and
 # ORSAY_REQUIRE_TRAINED_WEIGHTS=1 so those tests fail there instead of skipping.
+# The suite in JOBS processes (pytest-xdist): most tests wait on timers, sockets and child
+# processes, so two share 2 cores well (all but chaos: 266 s, about 590 s in one process);
+# then the chaos scenarios one at a time: each runs real bot, worker and Redis processes
+# against time bounds.
+JOBS ?= 2
+
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(JOBS) --ignore=tests/chaos
+	$(BIN)/pytest -q tests/chaos
 
 # The engine's numerical tests again on two CPU kernel paths beside the machine's own (issue 29):
 # ATen's default (no SIMD) and AVX2 (a CPU without AVX-512). PyTorch picks its kernels by the
