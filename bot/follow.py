@@ -25,13 +25,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from telegram.error import BadRequest, NetworkError, RetryAfter
+from telegram.error import RetryAfter
 from telegram.ext import ExtBot
 
 from bot.delivery import Delivery, Stopping
 from bot.pacing import StopDeadline
 from bot.store import Store
-from bot.tg import Blocked, error_kind, retry_after_s
+from bot.tg import Blocked, error_kind, retry_after_s, transient
 from engine.observability.logs import log_event
 from engine.queue import JobQueue, JobRecord, QueueUnavailable
 
@@ -187,7 +187,7 @@ class Follower:
             except Exception as exc:
                 if self.stopping:
                     return
-                if _transient(exc):
+                if transient(exc) or isinstance(exc, RetryAfter):
                     wait = max(telegram_backoff, _flood_wait_s(exc))
                     telegram_backoff = min(telegram_backoff * 2, TELEGRAM_RETRY_S[1])
                     log.warning(
@@ -216,12 +216,6 @@ class Follower:
         log_event(log, "user.blocked", user_id=user_id, job=job_id)
         await self.queue.forget(user_id)  # cancels and deletes every job of theirs
         await self.store.forget(user_id)
-
-
-def _transient(exc: Exception) -> bool:
-    """A Telegram failure that waiting mends: a flood wait, a timeout, a 5xx, no network."""
-    network = isinstance(exc, NetworkError) and not isinstance(exc, BadRequest)
-    return network or isinstance(exc, RetryAfter)
 
 
 def _flood_wait_s(exc: Exception) -> float:

@@ -41,11 +41,11 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import RetryAfter, TelegramError, TimedOut
 from telegram.ext import BaseRateLimiter
 from telegram.request import BaseRequest
 
-from bot.tg import error_kind, maybe_sent, retry_after_s
+from bot.tg import error_kind, maybe_sent, retry_after_s, transient
 from engine.observability.metrics import TELEGRAM_ERRORS
 
 ATTEMPTS = 5  # one try and four retries: one 429 costs at most 5 sends
@@ -126,7 +126,7 @@ def retry_delay(exc: TelegramError, attempt: int, backoff_s: float = BACKOFF_S) 
     if isinstance(exc, RetryAfter):
         wait = retry_after_s(exc)
         return wait + 0.1 if wait <= MAX_RETRY_AFTER_S else None
-    if isinstance(exc, NetworkError) and not isinstance(exc, BadRequest):  # 5xx, TimedOut
+    if transient(exc):  # 5xx, TimedOut
         return backoff_s * 2 ** (attempt - 1)
     return None  # a bad request, a blocked user, a wrong token: trying again cannot help
 

@@ -46,6 +46,13 @@ def error_kind(exc: BaseException) -> str:
     return "other"
 
 
+def transient(exc: BaseException) -> bool:
+    """A failure that a later try may mend: a 5xx, a timeout, no network. A bad request is a
+    NetworkError in PTB's tree too, but trying it again cannot help. (A flood wait, RetryAfter,
+    is mended by waiting its own time: callers treat it apart.)"""
+    return isinstance(exc, NetworkError) and not isinstance(exc, BadRequest)
+
+
 def maybe_sent(exc: BaseException) -> bool:
     """The request reached Telegram whole and its answer did not come in time (httpx's read
     timeout, which starts once the body is written): Telegram may have carried it out, and a new
